@@ -102,14 +102,14 @@ class ConcurrencyLimiter:
             if self.queue_timeout_s is None:
                 await fut
             else:
-                await asyncio.wait_for(asyncio.shield(fut), self.queue_timeout_s)
-        except TimeoutError:
-            if fut.done() and not fut.cancelled():  # admitted just as the timer fired
-                return True
-            fut.cancel()
-            self._remove(fut)
-            self.rejected += 1
-            return False
+                # asyncio.wait, not wait_for: on 3.11 wait_for swallows a cancellation that
+                # arrives just after the slot was handed over (it returns the result instead)
+                await asyncio.wait((fut,), timeout=self.queue_timeout_s)
+                if not fut.done():  # not admitted in time
+                    fut.cancel()
+                    self._remove(fut)
+                    self.rejected += 1
+                    return False
         except BaseException:
             if fut.done() and not fut.cancelled():  # slot was handed to us: give it back
                 self.release()

@@ -237,6 +237,21 @@ class Mediator:
         return _Sub(name, call, opts.timeout_s, breaker, opts.retry or self.retry,
                     plain=breaker is None)
 
+    def use_limiter(self, message_type: type[Message], limiter: ConcurrencyLimiter) -> None:
+        """Give one registered message type its own bulkhead instead of the shared one.
+
+        Raises:
+            KeyError: nothing is registered or subscribed for ``message_type``.
+        """
+        route: _EventRoute | _RequestRoute | None = (
+            self._events.get(message_type) or self._requests.get(message_type)
+        )
+        if route is None:
+            raise KeyError(f"no handler registered for {message_type.__name__}")
+        route.limiter = limiter
+        if all(lim is not limiter for lim in self._extra_limiters):
+            self._extra_limiters.append(limiter)
+
     # ----------------------------------------------------------------- introspection
     def request_routes(self) -> Iterator[_RequestRoute]:
         """Routes for requests (for metrics)."""
@@ -401,7 +416,9 @@ class Mediator:
                     results = await asyncio.gather(*(self._retry(s, event, r) for s, r in retried))
                     final.extend(zip((s for s, _ in retried), results, strict=True))
                 for sub, r in final:
-                    if r.error is not None:
+                    if r is _DUPLICATE:  # a redelivery handled it while this copy retried
+                        duplicates += 1
+                    elif r.error is not None:
                         self._dead_letter(event, sub, r.error)
                         dropped.append((sub.name, r.error))
             else:
@@ -455,8 +472,13 @@ class Mediator:
                      if sub.timeout_s is not None else None)
             pending[task] = (sub, timer)
             if len(pending) >= self.fanout_concurrency:
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                self._collect(done, pending, failures, loop)
+                try:
+                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:  # as below: do not orphan in-flight handlers
+                    for task in pending:
+                        task.cancel()
+                    raise
+                self._collect(done, pending, failures, exactly_once)
         if pending:
             try:
                 done, _ = await asyncio.wait(pending)
@@ -464,7 +486,7 @@ class Mediator:
                 for task in pending:
                     task.cancel()
                 raise
-            self._collect(done, pending, failures, loop)
+            self._collect(done, pending, failures, exactly_once)
         return failures
 
     def _collect(
@@ -472,7 +494,7 @@ class Mediator:
         done: set[asyncio.Task[Result[Any]]],
         pending: dict[asyncio.Task[Result[Any]], tuple[_Sub, asyncio.TimerHandle | None]],
         failures: list[tuple[_Sub, Result[Any]]],
-        loop: asyncio.AbstractEventLoop,
+        exactly_once: bool,
     ) -> None:
         for task in done:
             sub, timer = pending.pop(task)
@@ -482,7 +504,9 @@ class Mediator:
                 r = self._timed_out(sub)
             else:
                 r = task.result()
-                if r.error is not None and sub.plain:
+                # raw handler calls are counted here; _guarded (breaker or QoS 2) counts its own
+                # failures, and a QoS 2 duplicate (_DUPLICATE) is not a failure
+                if r.error is not None and sub.plain and not exactly_once:
                     sub.failures += 1
             if r.error is not None:
                 failures.append((sub, r))

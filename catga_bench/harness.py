@@ -1,0 +1,370 @@
+"""Locust integration: one :class:`Harness` per Locust process, wired to Locust's events.
+
+* local run: the process generates load on its embedded core and judges it itself;
+* distributed run (``--processes N`` or ``--master`` + ``--worker``): each worker generates its
+  share; when the test stops the master asks every worker for its payload (histograms, ledger,
+  timeline) with Locust's custom messages, merges them and judges the merged figures.
+
+The gate's verdict becomes Locust's exit code on ``quitting``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from locust import events
+from locust.env import Environment
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+
+from catga_bench.bridge import BridgeError, LoopThread
+from catga_bench.gate import EXIT_ENVIRONMENT, EXIT_USAGE, RunFacts, build_report, merge_payloads
+from catga_bench.options import RunOptions, add_arguments, parse_options
+from catga_bench.slo import ConfigError
+
+if TYPE_CHECKING:
+    from catga_bench.embedded import EmbeddedDriver
+    from catga_bench.scenario import Scenario
+
+log = logging.getLogger("catga.bench")
+MSG_FINISH = "catga_finish"
+MSG_PAYLOAD = "catga_payload"
+REQUEST_TYPE = "catga"
+
+
+def defects_from_env() -> frozenset[str]:
+    """Deliberately broken behaviours for gate tests, from ``CATGA_BENCH_DEFECTS`` (comma list).
+    Known: ``block_loop`` (a handler blocks the event loop 200 ms once a second)."""
+    raw = os.environ.get("CATGA_BENCH_DEFECTS", "")
+    return frozenset(d.strip() for d in raw.split(",") if d.strip())
+
+
+def _fail_usage(message: str) -> None:
+    sys.stderr.write(f"catga-bench: error: {message}\n")
+    sys.stderr.flush()
+    os._exit(EXIT_USAGE)  # Locust would turn SystemExit in an event listener into a traceback
+
+
+class Harness:
+    """Per-process state: options, the loop thread, the driver, and the verdict."""
+
+    def __init__(self, environment: Environment, options: RunOptions, scenario: Scenario,
+                 scenario_name: str) -> None:
+        self.env = environment
+        self.options = options
+        base = scenario.with_overrides(rate=options.rate, qos=options.qos)
+        self.scenario = base
+        self.scenario_name = scenario_name
+        self.targets = base.slo.merged(options.slo_overrides)
+        self.bridge: LoopThread | None = None
+        self.driver: EmbeddedDriver | None = None
+        self.started_at = time.time()
+        self.steady_at: float | None = None
+        self.payloads: dict[str, dict[str, Any]] = {}
+        self.report: dict[str, Any] | None = None
+        self.exit_code: int | None = None
+        self.finished = False
+        self.start_error: str | None = None
+        self._producers = 0
+        self._metrics_server: Any = None
+
+    # ----------------------------------------------------------------- roles
+    @property
+    def is_master(self) -> bool:
+        return isinstance(self.env.runner, MasterRunner)
+
+    @property
+    def is_worker(self) -> bool:
+        return isinstance(self.env.runner, WorkerRunner)
+
+    @property
+    def generates(self) -> bool:
+        """Local and worker processes generate load; a master only aggregates."""
+        return not self.is_master
+
+    # ----------------------------------------------------------------- load side
+    def ensure_started(self) -> None:
+        """Start the loop thread and the embedded driver (once, in a generating process)."""
+        if self.driver is not None or self.start_error is not None:
+            return
+        from catga_bench.embedded import EmbeddedDriver
+
+        try:
+            self.bridge = LoopThread()
+            self.bridge.start()
+            scenario = self.scenario
+            handlers = self.options.handlers
+
+            async def create() -> EmbeddedDriver:
+                driver = EmbeddedDriver(scenario, handler_count=handlers,
+                                        defects=defects_from_env())
+                driver.start()
+                return driver
+
+            self.driver = self.bridge.call(create(), timeout_s=30)
+        except (BridgeError, ValueError) as exc:
+            self.start_error = f"the embedded core could not start: {exc}"
+            log.error(self.start_error)
+            return
+        self.started_at = time.time()
+        if self.options.metrics_port:
+            self._start_metrics()
+        gevent.spawn(self._pump_logs_forever)
+
+    def _start_metrics(self) -> None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from core.metrics import CatgaCollector
+
+        assert self.driver is not None
+        registry = CollectorRegistry()
+        registry.register(CatgaCollector(self.driver.mediator, self.driver.lag))
+        first = self.options.metrics_port + (1 if self.is_worker else 0)
+        for port in range(first, first + 64):
+            try:
+                self._metrics_server = start_http_server(port, "127.0.0.1", registry)
+                log.info("catga-bench: core metrics on http://127.0.0.1:%d/metrics", port)
+                return
+            except OSError:
+                continue
+        log.error("catga-bench: no free port for /metrics from %d", first)
+
+    def _pump_logs_forever(self) -> None:
+        while self.bridge is not None and self.bridge.running:
+            self.bridge.pump_logs()
+            gevent.sleep(0.5)
+
+    def per_user_rate(self) -> float:
+        opts = self.env.parsed_options
+        share = getattr(opts, "catga_user_rate", None)
+        if share:
+            return float(share)
+        users = getattr(opts, "num_users", None) or getattr(self.env.runner,
+                                                             "target_user_count", 1) or 1
+        return self.scenario.rate / max(1, int(users))
+
+    def add_producer(self) -> int:
+        self.ensure_started()
+        self._producers += 1
+        producer = self._producers
+        if self.driver is not None and self.bridge is not None and not self.finished:
+            self.bridge.call_soon(self.driver.set_producer_rate, producer, self.per_user_rate())
+        return producer
+
+    def remove_producer(self, producer: int) -> None:
+        if self.driver is not None and self.bridge is not None and self.bridge.running:
+            self.bridge.call_soon(self.driver.set_producer_rate, producer, 0.0)
+
+    def pump_completions(self, limit: int = 50_000) -> None:
+        """Feed Locust's statistics (web UI, CSV) from the completions queue. Locust rounds to
+        whole milliseconds; the gate uses the HDR histograms, not these."""
+        if self.driver is None:
+            return
+        q = self.driver.completions
+        fire = self.env.events.request.fire
+        n = 0
+        while q and n < limit:
+            name, latency_ms, ok, code = q.popleft()
+            fire(request_type=REQUEST_TYPE, name=name, response_time=latency_ms,
+                 response_length=0, exception=None if ok else _Failure(code), context={})
+            n += 1
+
+    def collect_local_payload(self) -> dict[str, Any]:
+        """Stop generating, drain, and return this process's payload (blocking greenlet)."""
+        if self.start_error is not None:
+            return {"error": self.start_error}
+        if self.driver is None or self.bridge is None:
+            return {"error": "no user was started in this load generator"}
+        try:
+            payload = self.bridge.call(self.driver.finish(), timeout_s=60)
+        except Exception as exc:  # the loop died or hung: an environment failure
+            return {"error": f"the embedded core did not finish: {exc!r}"}
+        self.pump_completions(limit=10**9)
+        payload["cpu"] = {"loop_thread_s": None}
+        self.bridge.pump_logs()
+        return payload
+
+    def shutdown(self) -> None:
+        if self.bridge is not None:
+            self.bridge.stop()
+            cpu = self.bridge.cpu_seconds
+            if self.report is not None and cpu:
+                self.report.setdefault("environment", {})["loop_thread_cpu_s"] = round(cpu, 3)
+
+    # ----------------------------------------------------------------- judging side
+    def finish(self) -> None:
+        """Collect payloads (local, or from every worker), build the report, write it."""
+        if self.finished:
+            return
+        self.finished = True
+        stopped_at = time.time()
+        env_failures: list[str] = []
+        if self.is_master:
+            runner = self.env.runner
+            assert isinstance(runner, MasterRunner)
+            expected = len(runner.clients)
+            runner.send_message(MSG_FINISH, {"at": stopped_at})
+            deadline = time.monotonic() + 90
+            while len(self.payloads) < expected and time.monotonic() < deadline:
+                gevent.sleep(0.05)
+            if len(self.payloads) < expected:
+                env_failures.append(f"only {len(self.payloads)} of {expected} load generators "
+                                    "reported their measurements")
+            payloads = list(self.payloads.values())
+            workers = expected
+        else:
+            payloads = [self.collect_local_payload()]
+            workers = 1
+        good = [p for p in payloads if "error" not in p]
+        env_failures += [p["error"] for p in payloads if "error" in p]
+        merged = merge_payloads(good) if good else {}
+        facts = RunFacts(
+            scenario=self.scenario_name,
+            transport=self.options.transport,
+            qos=self.scenario.qos,
+            offered_rate=self.scenario.rate,
+            started_at_s=self.started_at,
+            steady_at_s=self.steady_at,
+            stopped_at_s=stopped_at,
+            workers=workers,
+            environment_failures=env_failures,
+            environment=_environment_facts(),
+        )
+        self.report = build_report(merged, facts, self.targets)
+        self.exit_code = self.report["exit_code"]
+        try:
+            self.write_report()
+        except Exception as exc:
+            log.exception("catga-bench: could not write the report")
+            self.report["verdict"] += f" (report not written: {exc})"
+            self.exit_code = EXIT_ENVIRONMENT
+
+    def write_report(self) -> None:
+        from catga_bench.report import write_reports
+
+        assert self.report is not None
+        out = self.options.report_dir or os.path.join(
+            "reports", f"{self.scenario_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        paths = write_reports(self.report, Path(out))
+        self.report_paths = paths
+        log.info("catga-bench: report written to %s", paths.get("md"))
+
+    def on_payload(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.payloads[str(msg.node_id)] = msg.data
+
+    def on_finish_request(self, environment: Environment, msg: Any, **_: Any) -> None:
+        payload = self.collect_local_payload()
+        runner = environment.runner
+        assert runner is not None
+        runner.send_message(MSG_PAYLOAD, payload)
+
+
+class _Failure(Exception):
+    """Carries an error code into Locust's failure statistics."""
+
+
+def _environment_facts() -> dict[str, Any]:
+    import locust
+
+    return {"python": platform.python_version(), "locust": locust.__version__,
+            "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "argv": sys.argv[1:]}
+
+
+# --------------------------------------------------------------------- wiring to Locust events
+_installed = False
+
+
+def install(scenario_lookup: Callable[[Environment], tuple[Scenario, str] | None]) -> None:
+    """Register the event listeners once per process (called when catga_bench.user is
+    imported by a locustfile)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+
+    @events.init_command_line_parser.add_listener
+    def _parser(parser: Any, **_: Any) -> None:
+        add_arguments(parser)
+
+    @events.init.add_listener
+    def _init(environment: Environment, **_: Any) -> None:
+        found = scenario_lookup(environment)
+        if found is None:
+            return
+        scenario, name = found
+        try:
+            options = parse_options(environment.parsed_options)
+            harness = Harness(environment, options, scenario, name)
+        except ConfigError as exc:
+            _fail_usage(str(exc))
+            return
+        environment.catga = harness  # type: ignore[attr-defined]
+        global _current
+        _current = harness
+        runner = environment.runner
+        opts = environment.parsed_options
+        if opts is not None and getattr(opts, "num_users", None):
+            opts.catga_user_rate = harness.scenario.rate / int(opts.num_users)
+        if isinstance(runner, MasterRunner):
+            runner.register_message(MSG_PAYLOAD, harness.on_payload)
+        elif isinstance(runner, WorkerRunner):
+            runner.register_message(MSG_FINISH, harness.on_finish_request, concurrent=True)
+
+    @events.test_start.add_listener
+    def _test_start(environment: Environment, **_: Any) -> None:
+        harness: Harness | None = getattr(environment, "catga", None)
+        if harness is None:
+            return
+        harness.started_at = time.time()
+        if harness.generates:
+            harness.ensure_started()
+
+    @events.spawning_complete.add_listener
+    def _spawned(user_count: int, **_: Any) -> None:
+        if _current is not None and _current.steady_at is None:
+            _current.steady_at = time.time()
+
+    @events.test_stopping.add_listener
+    def _stopping(environment: Environment, **_: Any) -> None:
+        harness: Harness | None = getattr(environment, "catga", None)
+        if harness is None or harness.is_worker:
+            return
+        harness.finish()
+
+    @events.quitting.add_listener
+    def _quitting(environment: Environment, **_: Any) -> None:
+        harness: Harness | None = getattr(environment, "catga", None)
+        if harness is None:
+            return
+        if harness.is_worker:
+            harness.shutdown()
+            return
+        if not harness.finished and isinstance(environment.runner, LocalRunner | MasterRunner):
+            harness.finish()
+        harness.shutdown()
+        if harness.report is not None:
+            try:
+                from catga_bench.report import print_summary
+
+                print_summary(harness.report)
+            except Exception:
+                log.exception("catga-bench: could not print the summary")
+                sys.stdout.write(f"catga-bench: {harness.report.get('verdict')}\n")
+            paths = getattr(harness, "report_paths", {})
+            if paths:
+                sys.stdout.write(f"catga-bench: reports in {Path(paths['json']).parent}/\n")
+        environment.process_exit_code = (
+            harness.exit_code if harness.exit_code is not None else EXIT_ENVIRONMENT
+        )
+
+
+_current: Harness | None = None

@@ -1,0 +1,143 @@
+"""catga-bench's options on Locust's own command line, and their validation.
+
+Every value arrives as a string and is validated here, so a bad one gives exit code 2 and one
+line naming the option and what is allowed (argparse's own errors would print Locust's usage).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from catga_bench.slo import ConfigError, SLOTargets, load_slo_file
+
+TRANSPORTS = ("embedded",)
+
+#: --slo-* options -> SLOTargets field and value type
+SLO_OPTIONS: dict[str, tuple[str, type]] = {
+    "slo_p50_ms": ("p50_ms", float),
+    "slo_p99_ms": ("p99_ms", float),
+    "slo_p999_ms": ("p999_ms", float),
+    "slo_min_throughput": ("min_throughput", float),
+    "slo_max_error_ratio": ("max_error_ratio", float),
+    "slo_max_lost": ("max_lost", int),
+    "slo_max_duplicates": ("max_duplicates", int),
+    "slo_max_loop_lag_p99_ms": ("max_loop_lag_p99_ms", float),
+    "slo_min_timeouts": ("min_timeouts", int),
+    "slo_min_rejected": ("min_rejected", int),
+}
+
+
+def add_arguments(parser: Any) -> None:
+    """Add catga-bench's options to Locust's parser (``init_command_line_parser`` event)."""
+    g = parser.add_argument_group(
+        "catga-bench",
+        "Options of catga-bench (the scenario file sets the defaults; see README.md)",
+    )
+    g.add_argument("--transport", default="embedded", metavar="NAME",
+                   help="Where the core runs: embedded (in this process). Default: embedded")
+    g.add_argument("--rate", default=None, metavar="MSG_PER_S",
+                   help="Offered load, messages/s for the whole test (open model: sent on "
+                        "schedule whatever the system does). Default: the scenario's")
+    g.add_argument("--qos", default=None, metavar="0|1|2",
+                   help="0 at-most-once, 1 at-least-once, 2 exactly-once. Default: scenario's")
+    g.add_argument("--handlers", default=None, metavar="N",
+                   help="Handlers per event for scenarios that generate them (high_fanout)")
+    g.add_argument("--report-dir", default=None, metavar="DIR",
+                   help="Where report.json/.md/.html go. Default: reports/<scenario>-<time>/")
+    g.add_argument("--metrics-port", default="0", metavar="PORT",
+                   help="Serve the core's Prometheus /metrics on this port (worker processes "
+                        "use the next free ports). Default: 0 = off")
+    g.add_argument("--slo-file", default=None, metavar="TOML",
+                   help="SLO targets from a TOML file (keys as in docs; unknown keys are errors)")
+    g.add_argument("--slo-p50-ms", default=None, metavar="MS", help="P50 latency limit")
+    g.add_argument("--slo-p99-ms", default=None, metavar="MS",
+                   help="P99 latency limit, from intended send time")
+    g.add_argument("--slo-p999-ms", default=None, metavar="MS", help="P99.9 latency limit")
+    g.add_argument("--slo-min-throughput", default=None, metavar="MSG_PER_S",
+                   help="Achieved throughput at least")
+    g.add_argument("--slo-max-error-ratio", default=None, metavar="RATIO",
+                   help="Failed/completed messages at most (0..1)")
+    g.add_argument("--slo-max-lost", default=None, metavar="N",
+                   help="Lost messages at most (QoS >= 1)")
+    g.add_argument("--slo-max-duplicates", default=None, metavar="N",
+                   help="Duplicates handled at most (QoS 2)")
+    g.add_argument("--slo-max-loop-lag-p99-ms", default=None, metavar="MS",
+                   help="Event-loop lag P99 limit")
+    g.add_argument("--slo-min-timeouts", default=None, metavar="N",
+                   help="Handler timeouts at least")
+    g.add_argument("--slo-min-rejected", default=None, metavar="N",
+                   help="Backpressure rejections at least")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Validated catga-bench options."""
+
+    transport: str
+    rate: float | None
+    qos: int | None
+    handlers: int | None
+    report_dir: str | None
+    metrics_port: int
+    slo_overrides: dict[str, Any]
+
+
+def _number(option: str, raw: str, kind: type, *, minimum: float, strict: bool) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{option}: expected {what}, got {raw!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{option}: expected a finite number, got {raw!r}")
+    if (strict and value <= minimum) or (not strict and value < minimum):
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise ConfigError(f"{option}: must be {bound}, got {raw!r}")
+    return value
+
+
+def parse_options(ns: Any) -> RunOptions:
+    """Validate Locust's parsed namespace.
+
+    Raises:
+        ConfigError: one line naming the option and what is allowed.
+    """
+    transport = str(getattr(ns, "transport", "embedded") or "embedded")
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"--transport: {transport!r} is not supported; allowed: "
+                          f"{', '.join(TRANSPORTS)} (nats and redis come with the broker "
+                          "transports)")
+    rate = getattr(ns, "rate", None)
+    rate_v = None if rate in (None, "") else _number("--rate", rate, float, minimum=0,
+                                                     strict=True)
+    qos = getattr(ns, "qos", None)
+    qos_v = None
+    if qos not in (None, ""):
+        if str(qos) not in ("0", "1", "2"):
+            raise ConfigError(f"--qos: allowed values are 0, 1, 2; got {qos!r}")
+        qos_v = int(qos)
+    handlers = getattr(ns, "handlers", None)
+    handlers_v = None if handlers in (None, "") else _number("--handlers", handlers, int,
+                                                             minimum=1, strict=False)
+    port = _number("--metrics-port", str(getattr(ns, "metrics_port", "0") or "0"), int,
+                   minimum=0, strict=False)
+    if port > 65535:
+        raise ConfigError(f"--metrics-port: must be 0..65535, got {port}")
+    overrides: dict[str, Any] = {}
+    slo_file = getattr(ns, "slo_file", None)
+    if slo_file:
+        overrides.update(load_slo_file(slo_file))
+    for attr, (field, kind) in SLO_OPTIONS.items():
+        raw = getattr(ns, attr, None)
+        if raw in (None, ""):
+            continue
+        option = "--" + attr.replace("_", "-")
+        if str(raw).lower() == "off":
+            overrides[field] = None
+            continue
+        overrides[field] = _number(option, raw, kind, minimum=0, strict=False)
+    SLOTargets().merged(overrides)  # validate ranges now (ratio <= 1, ...)
+    return RunOptions(transport, rate_v, qos_v, handlers_v, getattr(ns, "report_dir", None),
+                      port, overrides)

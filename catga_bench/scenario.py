@@ -1,0 +1,93 @@
+"""Declarative workloads: a scenario is a rate, a QoS and one or more message streams.
+
+A stream is one message type with its handlers; the generator splits the offered rate between
+streams by ``share``. Scenario files (``scenarios/*.py``) declare one :class:`Scenario` on a
+:class:`~catga_bench.user.CatgaUser` subclass; command-line options override rate, QoS and
+handler count (``--rate``, ``--qos``, ``--handlers``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from catga_bench.profiles import HandlerSpec
+from catga_bench.slo import SLOTargets
+
+HandlerFactory = Callable[[int], list[HandlerSpec]]
+
+
+@dataclass(frozen=True)
+class Bulkhead:
+    """A concurrency limiter: ``max_concurrency`` in flight, ``max_queue`` waiting, the rest
+    rejected (backpressure)."""
+
+    max_concurrency: int = 2_000
+    max_queue: int = 10_000
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One message type of the workload.
+
+    Attributes:
+        name: the message type's name (metrics label, report key).
+        kind: ``"event"`` (publish, fan-out) or ``"request"`` (send, one handler).
+        handlers: fixed handler list, or a factory taking the handler count.
+        count: handler count for a factory (``--handlers`` overrides it).
+        share: relative share of the offered rate.
+        slo: whether this stream's latency counts for the latency and error-ratio targets.
+        delivery: ``"wait"`` (publish returns after handling) or ``"async"`` (QoS >= 1).
+        bulkhead: this stream's own limiter (default: the scenario's shared one).
+    """
+
+    name: str
+    kind: Literal["event", "request"] = "event"
+    handlers: Sequence[HandlerSpec] | HandlerFactory = ()
+    count: int | None = None
+    share: float = 1.0
+    slo: bool = True
+    delivery: Literal["wait", "async"] = "wait"
+    bulkhead: Bulkhead | None = None
+
+    def handler_specs(self, count_override: int | None = None) -> list[HandlerSpec]:
+        """The concrete handlers (a factory is called with the count)."""
+        if callable(self.handlers):
+            n = count_override if count_override is not None else (self.count or 1)
+            return self.handlers(n)
+        return list(self.handlers)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A complete workload and its default SLO targets.
+
+    Attributes:
+        name: report name (defaults to the locustfile's name).
+        rate: offered load in messages/s for the whole run (all users together).
+        qos: 0 at-most-once, 1 at-least-once, 2 exactly-once.
+        streams: the message streams.
+        bulkhead: the shared limiter.
+        slo: default targets (overridden by ``--slo-file`` then ``--slo-*`` options).
+        duplicate_ratio: share of messages the generator sends twice with the same id (to
+            exercise deduplication; duplicates handled must stay 0 at QoS 2).
+        description: one line for ``--help`` and reports.
+    """
+
+    name: str
+    rate: float
+    streams: Sequence[Stream]
+    qos: int = 1
+    bulkhead: Bulkhead = field(default_factory=Bulkhead)
+    slo: SLOTargets = field(default_factory=SLOTargets)
+    duplicate_ratio: float = 0.0
+    description: str = ""
+
+    def with_overrides(self, *, rate: float | None = None, qos: int | None = None) -> Scenario:
+        """A copy with command-line overrides applied."""
+        return replace(
+            self,
+            rate=self.rate if rate is None else rate,
+            qos=self.qos if qos is None else qos,
+        )
