@@ -18,6 +18,7 @@ measurements on this machine kind (shared/FIELD-NOTES.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -191,10 +192,8 @@ class LoopThread:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-        try:
+        with contextlib.suppress(BridgeError):
             self.call(_cancel_all(), timeout_s=timeout_s)
-        except BridgeError:
-            pass
         loop.call_soon_threadsafe(loop.stop)
         deadline = time.monotonic() + timeout_s
         import gevent

@@ -24,6 +24,10 @@ from typing import Any
 import psutil
 from hdrh.histogram import HdrHistogram
 
+from catga_bench.ledger import StreamLedger
+from catga_bench.profiles import Failing, HandlerSpec
+from catga_bench.scenario import Scenario, Stream
+from catga_bench.timeline import Timeline
 from core import (
     CircuitBreaker,
     CircuitState,
@@ -41,10 +45,6 @@ from core import (
     RetryPolicy,
 )
 from core._eager import resume
-from catga_bench.ledger import StreamLedger
-from catga_bench.profiles import Failing, HandlerSpec
-from catga_bench.scenario import Scenario, Stream
-from catga_bench.timeline import Timeline
 
 log = logging.getLogger("catga.bench")
 

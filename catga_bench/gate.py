@@ -51,7 +51,7 @@ def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     """Combine the payloads of several load-generator processes (counts add, histograms merge,
     timelines merge by second, breaker maxima take the worst)."""
     if len(payloads) == 1:
-        return payloads[0]
+        return {**payloads[0], "per_generator_sent": [payloads[0].get("ledger", {}).get("sent", 0)]}
     out: dict[str, Any] = {"streams": {}, "handlers": {}, "ledger": Counter(), "errors": Counter(),
                            "breaker": {"breakers": {}, "transitions": []}}
     for p in payloads:
@@ -96,6 +96,7 @@ def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     out["timeline_merged"] = Timeline.merge(p.get("timeline", {}) for p in payloads)
     out["ledger"] = dict(out["ledger"])
     out["errors"] = dict(out["errors"])
+    out["per_generator_sent"] = [p.get("ledger", {}).get("sent", 0) for p in payloads]
     return out
 
 
@@ -188,6 +189,7 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
         "service_time_ms": _percentiles_ms(svc_hdr),
         "streams": stream_rows,
         "sent": ledger.get("sent", 0),
+        "sent_per_generator": merged.get("per_generator_sent", []),
         "acked": ledger.get("acked", 0),
         "handled": ledger.get("handled", 0),
         "lost": ledger.get("lost", 0),
