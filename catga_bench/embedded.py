@@ -191,6 +191,9 @@ class EmbeddedDriver:
     def start(self) -> None:
         """Start the generator, the sampler and the loop-lag monitor (call on the loop)."""
         self.t0 = time.perf_counter()
+        self._cpu0_thread = time.thread_time()
+        t = self._proc.cpu_times()
+        self._cpu0_process = t.user + t.system
         self.lag.listeners.append(self._on_lag)
         self.lag.start()
         loop = asyncio.get_running_loop()
@@ -247,7 +250,10 @@ class EmbeddedDriver:
             if behind > self.max_behind_s:
                 self.max_behind_s = behind
             delay = next_t - perf()
-            await asyncio.sleep(delay if delay > 0.0005 else 0)
+            # Tick at most once a millisecond: messages due within the tick go out together
+            # (their latency still counts from their own intended time). Only a backlog (more
+            # due than one batch) runs the next batch at once.
+            await asyncio.sleep(0 if delay < -0.001 else max(delay, 0.001))
 
     def _issue(self, intended: float) -> None:
         cycle = self._cycle
@@ -403,7 +409,17 @@ class EmbeddedDriver:
             "timeline": self.timeline.to_dict(),
             "generator": {"max_behind_s": round(self.max_behind_s, 4)},
             "rss_mb": {"start": round(self.rss_start_mb, 1), "peak": round(self.rss_peak_mb, 1)},
+            "cpu_s": self._cpu(),
         }
+
+    def _cpu(self) -> dict[str, float]:
+        """CPU seconds since start: the core's loop thread (core + generator + recording) and
+        the whole process; the rest is Locust, the bridge and the metrics server."""
+        t = self._proc.cpu_times()
+        process = t.user + t.system - getattr(self, "_cpu0_process", 0.0)
+        loop = time.thread_time() - getattr(self, "_cpu0_thread", 0.0)
+        return {"loop_thread": round(loop, 3), "process": round(process, 3),
+                "other_threads": round(max(0.0, process - loop), 3)}
 
     def _closed_after_recovery(self) -> float | None:
         """Seconds from the end of a handler's outage to its breaker closing (max over the

@@ -85,6 +85,9 @@ def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         gen = p.get("generator", {})
         out["generator"] = {"max_behind_s": max(out.get("generator", {}).get("max_behind_s", 0),
                                                 gen.get("max_behind_s", 0))}
+        cpu = out.setdefault("cpu_s", {})
+        for k, v in p.get("cpu_s", {}).items():
+            cpu[k] = round(cpu.get(k, 0.0) + v, 3)
         rss = p.get("rss_mb", {})
         cur_rss = out.setdefault("rss_mb", {"start": 0.0, "peak": 0.0})
         cur_rss["start"] += rss.get("start", 0.0)
@@ -132,10 +135,13 @@ def _window_rates(tl: Timeline, facts: RunFacts) -> tuple[float, float, float, f
     window (after every user spawned, until stop); the whole run if that is under 2 s."""
     start = facts.steady_at_s if facts.steady_at_s is not None else facts.started_at_s
     first, last = math.ceil(start), math.floor(facts.stopped_at_s) - 1
-    if last - first + 1 < 2:
-        first, last = math.floor(facts.started_at_s), math.floor(facts.stopped_at_s)
-    secs = [s for s in tl.rows if first <= s <= last]
     duration = float(last - first + 1)
+    if duration < 2:
+        first, last = math.floor(facts.started_at_s), math.floor(facts.stopped_at_s)
+        # the rows of the partial first and last seconds hold the whole run, but the run only
+        # lasted stop - start: counting whole seconds would understate short runs' rates
+        duration = round(facts.stopped_at_s - facts.started_at_s, 3)
+    secs = [s for s in tl.rows if first <= s <= last]
     if duration <= 0 or not secs:
         return 0.0, 0.0, 0.0, float(first)
     sent = sum(tl.rows[s]["sent"] for s in secs)
@@ -207,6 +213,7 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
         "event_loop_lag_ms": {k: lag_pct[k] for k in ("p50", "p99", "max")},
         "rss_mb": {**rss, "growth": round(rss.get("peak", 0) - rss.get("start", 0), 1)},
         "generator": merged.get("generator", {}),
+        "cpu_s": merged.get("cpu_s", {}),
         "timeline": tl.series(start_s=window_start if facts.steady_at_s else None),
         "notes": list(facts.notes),
         "environment": facts.environment,

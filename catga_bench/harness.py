@@ -187,16 +187,12 @@ class Harness:
         except Exception as exc:  # the loop died or hung: an environment failure
             return {"error": f"the embedded core did not finish: {exc!r}"}
         self.pump_completions(limit=10**9)
-        payload["cpu"] = {"loop_thread_s": None}
         self.bridge.pump_logs()
         return payload
 
     def shutdown(self) -> None:
         if self.bridge is not None:
             self.bridge.stop()
-            cpu = self.bridge.cpu_seconds
-            if self.report is not None and cpu:
-                self.report.setdefault("environment", {})["loop_thread_cpu_s"] = round(cpu, 3)
 
     # ----------------------------------------------------------------- judging side
     def finish(self) -> None:

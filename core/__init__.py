@@ -5,6 +5,7 @@ concurrency limiter with a bounded queue (backpressure), per-handler circuit bre
 retries with backoff and jitter, idempotency (exactly-once) and dead letters.
 """
 
+from core.behaviors import LoggingBehavior, TracingBehavior
 from core.breaker import CircuitBreaker, CircuitState
 from core.deadletter import DeadLetter, DeadLetterSink, InMemoryDeadLetterQueue
 from core.idempotency import IdempotencyStore, InMemoryIdempotencyStore
@@ -36,6 +37,7 @@ __all__ = [
     "IdempotencyStore",
     "InMemoryDeadLetterQueue",
     "InMemoryIdempotencyStore",
+    "LoggingBehavior",
     "LoopLagMonitor",
     "Mediator",
     "Message",
@@ -45,6 +47,7 @@ __all__ = [
     "Result",
     "RetryPolicy",
     "SnowflakeGenerator",
+    "TracingBehavior",
     "decode",
     "new_message_id",
 ]

@@ -635,7 +635,10 @@ _DUPLICATE: Result[Any] = Result.failure(ErrorCode.INVALID, "duplicate (already 
 
 def _chain(behavior: Behavior, inner: Callable[[Any], Awaitable[Any]]) -> NextHandler:
     async def _normalized(message: Message) -> Result[Any]:
-        return as_result(await inner(message))
+        try:
+            return as_result(await inner(message))
+        except Exception as exc:  # behaviours always see a Result, never a handler's exception
+            return failed(exc)
 
     async def step(message: Message) -> Result[Any]:
         return await behavior(message, _normalized)

@@ -24,7 +24,7 @@ def test_high_fanout_passes_and_writes_three_reports(locust_run) -> None:
     for name in ("report.json", "report.md", "report.html"):
         assert (run.report_dir / name).stat().st_size > 500
     r = run.report
-    assert REPORT_KEYS <= set(r)
+    assert set(r) >= REPORT_KEYS
     assert set(r["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max"}
     assert set(r["breaker"]) >= {"opened", "closed", "state"}
     assert r["passed"] is True and r["lost"] == 0
