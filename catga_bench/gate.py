@@ -75,11 +75,18 @@ def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
         ob = out["breaker"]
         for k in ("opened", "half_opened", "closed", "rejected", "calls_while_open"):
             ob[k] = ob.get(k, 0) + b.get(k, 0)
-        for k in ("failures_before_first_open", "closed_after_recovery_s"):
-            if k in ob and ob[k] is None:
-                continue  # a worker whose breaker never closed keeps the run's value at None
-            v = b.get(k)
-            ob[k] = v if k not in ob or v is None else max(ob[k], v)
+        # worst case across workers; "never closed after recovery" (None) is the worst there
+        v = b.get("failures_before_first_open")
+        if v is not None:
+            ob["failures_before_first_open"] = max(ob.get("failures_before_first_open") or 0, v)
+        else:
+            ob.setdefault("failures_before_first_open", None)
+        if "closed_after_recovery_s" in b:
+            v = b["closed_after_recovery_s"]
+            prev = ob.get("closed_after_recovery_s", 0.0)
+            ob["closed_after_recovery_s"] = (
+                None if v is None or prev is None else max(prev, v)
+            )
         ob["breakers"].update(b.get("breakers", {}))
         ob["transitions"].extend(b.get("transitions", []))
         gen = p.get("generator", {})

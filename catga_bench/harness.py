@@ -59,6 +59,7 @@ class Harness:
                  scenario_name: str) -> None:
         self.env = environment
         self.options = options
+        self.base_scenario = scenario
         base = scenario.with_overrides(rate=options.rate, qos=options.qos)
         self.scenario = base
         self.scenario_name = scenario_name
@@ -96,6 +97,14 @@ class Harness:
             return
         from catga_bench.embedded import EmbeddedDriver
 
+        if self.is_worker:  # the master's options (--qos, --handlers, ...) arrive with "spawn"
+            try:
+                self.options = parse_options(self.env.parsed_options)
+            except ConfigError as exc:
+                self.start_error = f"options from the master are invalid: {exc}"
+                return
+            self.scenario = self.base_scenario.with_overrides(rate=self.options.rate,
+                                                               qos=self.options.qos)
         try:
             self.bridge = LoopThread()
             self.bridge.start()

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from catga_bench.slo import ConfigError, SLOTargets, load_slo_file
+from catga_bench.slo import ConfigError, SLOTargets, load_slo_file, parse_targets
 
 TRANSPORTS = ("embedded",)
 
@@ -137,7 +137,9 @@ def parse_options(ns: Any) -> RunOptions:
         if str(raw).lower() == "off":
             overrides[field] = None
             continue
-        overrides[field] = _number(option, raw, kind, minimum=0, strict=False)
+        value = _number(option, raw, kind, minimum=0, strict=False)
+        parse_targets({field: value}, source=option)  # its own range (ratio <= 1, > 0, ...)
+        overrides[field] = value
     SLOTargets().merged(overrides)  # validate ranges now (ratio <= 1, ...)
     return RunOptions(transport, rate_v, qos_v, handlers_v, getattr(ns, "report_dir", None),
                       port, overrides)

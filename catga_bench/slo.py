@@ -85,7 +85,9 @@ def load_slo_file(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"--slo-file: no such file: {p}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"--slo-file: cannot read {p}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--slo-file: {p} is not valid TOML: {exc}") from None
     if set(data) == {"slo"} and isinstance(data["slo"], dict):
         data = data["slo"]
