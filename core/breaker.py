@@ -10,11 +10,12 @@
 Source: Nygard, *Release It!* (2007); Fowler, "CircuitBreaker" (2014); the ratio window follows
 Polly v8's advanced circuit breaker (FailureRatio, SamplingDuration, MinimumThroughput).
 
-Why not a library: purgatory (1.0 us/call) admits every call in half-open (no probe bound), has
-no failure-ratio window, reads the wall clock (``time.time``), and signals failures only through
+Why not a library: purgatory admits every call while half-open (no probe bound), has no
+failure-ratio window, reads the wall clock (``time.time``), and signals failures only through
 exceptions, while this core's handlers return ``Result`` values; aiobreaker is unmaintained since
-2021 and pybreaker's async path needs tornado. ``catga-bench bench`` measures this breaker
-beside purgatory.
+2021 and pybreaker's async path needs tornado. Cost, measured by ``catga-bench bench`` (median,
+this machine kind): this breaker 0.08 us per allow+record, purgatory 0.34 us with its breaker
+object reused and 0.95 us looked up per call.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class CircuitState(IntEnum):
     CLOSED = 0
     OPEN = 1
     HALF_OPEN = 2
+
+
+_CLOSED, _OPEN, _HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+# (module constants: reading an enum member through its class costs ~60 ns on CPython 3.11)
 
 
 class CircuitBreaker:
@@ -117,10 +122,10 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """Return True if a call may proceed now; False means fail fast (counted as rejected)."""
         state = self.state
-        if state is CircuitState.CLOSED:
+        if state is _CLOSED:
             self.calls += 1
             return True
-        if state is CircuitState.OPEN:
+        if state is _OPEN:
             if self._clock() - self.opened_at < self.open_duration_s:
                 self.rejected += 1
                 return False
@@ -134,12 +139,12 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """Report that an allowed call succeeded."""
-        if self.state is CircuitState.CLOSED:
+        if self.state is _CLOSED:
             self.consecutive_failures = 0
             if self.failure_ratio is not None:
                 self._count(False)
             return
-        if self.state is CircuitState.HALF_OPEN:
+        if self.state is _HALF_OPEN:
             self.probes_in_flight -= 1
             self.probe_successes += 1
             if self.probe_successes >= self.success_threshold:
@@ -148,14 +153,14 @@ class CircuitBreaker:
     def record_failure(self) -> None:
         """Report that an allowed call failed (an error or a timeout, not a rejection)."""
         self.failures += 1
-        if self.state is CircuitState.CLOSED:
+        if self.state is _CLOSED:
             self.consecutive_failures += 1
             if self.consecutive_failures >= self.failure_threshold or (
                 self.failure_ratio is not None and self._count(True)
             ):
                 self._transition(CircuitState.OPEN)
             return
-        if self.state is CircuitState.HALF_OPEN:
+        if self.state is _HALF_OPEN:
             self.probes_in_flight -= 1
             self._transition(CircuitState.OPEN)
 
@@ -185,10 +190,10 @@ class CircuitBreaker:
         if old is new:
             return
         self.state = new
-        if new is CircuitState.OPEN:
+        if new is _OPEN:
             self.opened += 1
             self.opened_at = self._clock()
-        elif new is CircuitState.HALF_OPEN:
+        elif new is _HALF_OPEN:
             self.half_opened += 1
             self.probes_in_flight = 0
             self.probe_successes = 0
