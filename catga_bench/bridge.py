@@ -43,14 +43,22 @@ def _original(module: str, name: str) -> Any:
 
 
 class _DequeLogHandler(logging.Handler):
-    """Collects records in the loop thread without taking a (gevent) lock."""
+    """Queues records logged on the loop thread (no lock taken there); records from any other
+    thread go straight to the root logger's handlers."""
 
-    def __init__(self, sink: deque[logging.LogRecord]) -> None:
+    def __init__(self, sink: deque[logging.LogRecord], loop_thread_ident: int) -> None:
         super().__init__()
         self.sink = sink
+        self.loop_thread_ident = loop_thread_ident
+        self._get_ident = _original("_thread", "get_ident")
 
-    def handle(self, record: logging.LogRecord) -> bool:  # no lock: deque.append is atomic
-        self.sink.append(record)
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        if self._get_ident() == self.loop_thread_ident:
+            self.sink.append(record)  # deque.append is atomic: no lock needed
+        else:
+            root = logging.getLogger()
+            if root.isEnabledFor(record.levelno):
+                root.handle(record)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() overrides
@@ -103,7 +111,7 @@ class LoopThread:
         self.loop = loop
         self.thread_ident = _original("_thread", "get_ident")()
         catga_log = logging.getLogger("catga")
-        self._log_handler = _DequeLogHandler(self.log_records)
+        self._log_handler = _DequeLogHandler(self.log_records, self.thread_ident)
         catga_log.addHandler(self._log_handler)
         catga_log.propagate = False
         t_cpu = time.thread_time()

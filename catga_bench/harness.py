@@ -37,6 +37,7 @@ log = logging.getLogger("catga.bench")
 MSG_FINISH = "catga_finish"
 MSG_PAYLOAD = "catga_payload"
 REQUEST_TYPE = "catga"
+PROGRESS_EVERY_S = 5.0
 
 
 def defects_from_env() -> frozenset[str]:
@@ -146,9 +147,39 @@ class Harness:
         log.error("catga-bench: no free port for /metrics from %d", first)
 
     def _pump_logs_forever(self) -> None:
-        while self.bridge is not None and self.bridge.running:
+        next_progress = time.monotonic() + PROGRESS_EVERY_S
+        while self.bridge is not None and self.bridge.running and not self.finished:
             self.bridge.pump_logs()
+            if time.monotonic() >= next_progress:
+                next_progress += PROGRESS_EVERY_S
+                self._log_progress()
             gevent.sleep(0.5)
+
+    def _log_progress(self) -> None:
+        """One line of progress from the last full second (read across threads: plain ints)."""
+        driver = self.driver
+        if driver is None:
+            return
+        from catga_bench.timeline import Timeline
+
+        second = int(time.time()) - 1
+        row = driver.timeline.rows.get(second)
+        if row is None:
+            return
+        probe = Timeline()
+        try:  # the loop thread may still be adding a late completion to this row
+            probe.rows[second] = {**row, "lat": dict(row["lat"])}
+        except RuntimeError:
+            return
+        p99 = probe.series()["p99_ms"][0]
+        log.info(
+            "catga-bench: %5.0f s  offered %s msg/s  sent %d  completed %d/s  p99 %s ms  "
+            "errors %d  rejected %d  timeouts %d  breakers open %d  in flight %d",
+            time.time() - self.started_at, f"{driver.total_rate:,.0f}",
+            sum(s.ledger.sent for s in driver.streams), row["completed"],
+            "-" if p99 is None else f"{p99:.2f}", row["errors"], row["rejected"],
+            row["timeouts"], row["breaker_open"], row["in_flight"],
+        )
 
     def per_user_rate(self) -> float:
         opts = self.env.parsed_options
