@@ -112,7 +112,7 @@ def test_metrics_figures() -> None:
 def test_breaker_figures() -> None:
     section = run_on_loop(bench_breaker(400, REPEATS))
     _positive(section.figure("catga"))
-    pytest.importorskip("purgatory")
+    # purgatory is a [dev] dependency: the comparison must run, not skip
     assert section.skipped is None
     _positive(section.figure("purgatory"))
     _positive(section.figure("purgatory_get"))
