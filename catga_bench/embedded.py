@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from functools import partial
 from typing import Any
 
@@ -29,6 +29,7 @@ from catga_bench.profiles import Failing, HandlerSpec
 from catga_bench.scenario import Scenario, Stream
 from catga_bench.timeline import Timeline
 from core import (
+    BucketHistogram,
     CircuitBreaker,
     CircuitState,
     ConcurrencyLimiter,
@@ -72,6 +73,7 @@ class _StreamState:
     completed: int = 0
     failed_msgs: int = 0
     rejected: int = 0
+    histogram: BucketHistogram = field(default_factory=BucketHistogram)  # ms, for /metrics
 
 
 class EmbeddedDriver:
@@ -114,6 +116,8 @@ class EmbeddedDriver:
         self.redeliveries = 0
         self.calls_while_open = 0
         self.max_behind_s = 0.0
+        self.behind_s = 0.0
+        self.dropped_sends = 0
         self.t0 = time.perf_counter()
         self._breaker_index: dict[tuple[int, int], CircuitBreaker] = {}
         self._first_open: dict[str, int] = {}
@@ -214,6 +218,8 @@ class EmbeddedDriver:
     async def finish(self, drain_timeout_s: float = 15.0) -> dict[str, Any]:
         """Stop generating, wait for in-flight messages (bounded), and return the payload."""
         self._stopping = True
+        # messages that fell due but were never sent (the generator was behind when stopped)
+        self.dropped_sends += int(self.behind_s * self.total_rate)
         deadline = time.perf_counter() + drain_timeout_s
         while self.in_flight and time.perf_counter() < deadline:
             await asyncio.sleep(0.01)
@@ -238,6 +244,7 @@ class EmbeddedDriver:
             now = perf()
             if rate <= 0:
                 next_t = now
+                self.behind_s = 0.0
                 await asyncio.sleep(0.005)
                 continue
             interval = 1.0 / rate
@@ -247,6 +254,7 @@ class EmbeddedDriver:
                 next_t += interval
                 issued += 1
             behind = now - next_t
+            self.behind_s = behind if behind > 0 else 0.0
             if behind > self.max_behind_s:
                 self.max_behind_s = behind
             delay = next_t - perf()
@@ -303,6 +311,7 @@ class EmbeddedDriver:
         st.latency.record_value(max(1, int(latency_ms * 1000.0)))
         st.service.record_value(max(1, int((now - start) * 1000_000.0)))
         st.completed += 1
+        st.histogram.observe(latency_ms)
         second = int(time.time())
         row = self.timeline.row(second)
         row["completed"] += 1
@@ -335,7 +344,9 @@ class EmbeddedDriver:
                         row["timeouts"] += 1
                     st.ledger.record_failed(st.name_to_index[name], seq)
                 code = value.failures[0][1].code.value
-        if not ok:
+        if ok:
+            row["ok"] += 1
+        else:
             st.failed_msgs += 1
             row["errors"] += 1
         self.completions.append((st.spec.name, latency_ms, ok, code))
@@ -407,7 +418,8 @@ class EmbeddedDriver:
             },
             "loop_lag_hdr": _enc(self.lag_hdr),
             "timeline": self.timeline.to_dict(),
-            "generator": {"max_behind_s": round(self.max_behind_s, 4)},
+            "generator": {"max_behind_s": round(self.max_behind_s, 4),
+                          "dropped_sends": self.dropped_sends},
             "rss_mb": {"start": round(self.rss_start_mb, 1), "peak": round(self.rss_peak_mb, 1)},
             "cpu_s": self._cpu(),
         }
@@ -420,6 +432,19 @@ class EmbeddedDriver:
         loop = time.thread_time() - getattr(self, "_cpu0_thread", 0.0)
         return {"loop_thread": round(loop, 3), "process": round(process, 3),
                 "other_threads": round(max(0.0, process - loop), 3)}
+
+    def active_faults(self) -> dict[str, bool]:
+        """Injected faults and whether each is active now: handler outage windows of
+        :class:`~catga_bench.profiles.Failing` handlers (``outage:<handler>``)."""
+        now = self.elapsed_s()
+        out: dict[str, bool] = {}
+        for st in self.streams:
+            for h in st.handlers:
+                p = h.profile
+                if isinstance(p, Failing) and p.outage_start_s is not None:
+                    end = p.outage_end_s if p.outage_end_s is not None else float("inf")
+                    out[f"outage:{h.name}"] = p.outage_start_s <= now < end
+        return out
 
     def _closed_after_recovery(self) -> float | None:
         """Seconds from the end of a handler's outage to its breaker closing (max over the

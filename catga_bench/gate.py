@@ -137,8 +137,9 @@ def _percentiles_ms(h: HdrHistogram) -> dict[str, float | None]:
     }
 
 
-def _window_rates(tl: Timeline, facts: RunFacts) -> tuple[float, float, float, float]:
-    """(duration_s, sent_rate, achieved_rate, window_start_s) over whole seconds of the steady
+def _window_rates(tl: Timeline, facts: RunFacts) -> tuple[float, float, float, float, float]:
+    """(duration_s, sent_rate, achieved_rate, goodput_rate, window_start_s): achieved counts every
+    completed message, goodput only those that succeeded; over whole seconds of the steady
     window (after every user spawned, until stop); the whole run if that is under 2 s."""
     start = facts.steady_at_s if facts.steady_at_s is not None else facts.started_at_s
     first, last = math.ceil(start), math.floor(facts.stopped_at_s) - 1
@@ -150,10 +151,11 @@ def _window_rates(tl: Timeline, facts: RunFacts) -> tuple[float, float, float, f
         duration = round(facts.stopped_at_s - facts.started_at_s, 3)
     secs = [s for s in tl.rows if first <= s <= last]
     if duration <= 0 or not secs:
-        return 0.0, 0.0, 0.0, float(first)
+        return 0.0, 0.0, 0.0, 0.0, float(first)
     sent = sum(tl.rows[s]["sent"] for s in secs)
     completed = sum(tl.rows[s]["completed"] for s in secs)
-    return duration, sent / duration, completed / duration, float(first)
+    ok = sum(tl.rows[s].get("ok", 0) for s in secs)
+    return duration, sent / duration, completed / duration, ok / duration, float(first)
 
 
 def build_report(merged: dict[str, Any], facts: RunFacts,
@@ -179,7 +181,7 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
                              "latency_ms": _percentiles_ms(lat)}
     lag = _decode(merged["loop_lag_hdr"]) if "loop_lag_hdr" in merged else new_hdr()
     lag_pct = _percentiles_ms(lag)
-    duration, sent_rate, achieved_rate, window_start = _window_rates(tl, facts)
+    duration, sent_rate, achieved_rate, goodput_rate, window_start = _window_rates(tl, facts)
     ledger = merged.get("ledger", {})
     breaker = {k: v for k, v in merged.get("breaker", {}).items() if k != "transitions"}
     states = breaker.get("breakers", {})
@@ -198,6 +200,7 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
         "offered_rate": round(facts.offered_rate, 2),
         "sent_rate": round(sent_rate, 2),
         "achieved_rate": round(achieved_rate, 2),
+        "goodput_rate": round(goodput_rate, 2),
         "latency_ms": latency,
         "service_time_ms": _percentiles_ms(svc_hdr),
         "streams": stream_rows,

@@ -134,8 +134,11 @@ class Harness:
         from core.metrics import CatgaCollector
 
         assert self.driver is not None
+        from catga_bench.metrics import GeneratorCollector
+
         registry = CollectorRegistry()
         registry.register(CatgaCollector(self.driver.mediator, self.driver.lag))
+        registry.register(GeneratorCollector(self.driver, self.targets.model_dump()))
         first = self.options.metrics_port + (1 if self.is_worker else 0)
         for port in range(first, first + 64):
             try:

@@ -15,7 +15,7 @@ from typing import Any
 
 #: bucket upper bounds in ms: 0.01 ms .. ~100 s, each 10 % above the previous
 BOUNDS_MS: tuple[float, ...] = tuple(0.01 * 1.1 ** k for k in range(170))
-COUNTERS = ("sent", "completed", "rejected", "timeouts", "errors")
+COUNTERS = ("sent", "completed", "rejected", "timeouts", "errors", "ok")
 GAUGES = ("breaker_open", "queue_depth", "in_flight", "loop_lag_ms")
 
 
