@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="micro- and embedded benchmarks, as ratios to floors "
                                  "measured in the same run (catga-bench bench --help)",
                    add_help=False)
+    sub.add_parser("dashboards", help="generate the Grafana dashboards "
+                                      "(catga-bench dashboards build [--out DIR] [--check])",
+                   add_help=False)
+    sub.add_parser("alerts", help="generate the Prometheus alert rules "
+                                  "(catga-bench alerts build [--out DIR] [--check])",
+                   add_help=False)
     sc = sub.add_parser("scenarios", help="list the scenario files and what they test")
     sc.add_argument("--dir", default="scenarios", help="directory of locustfiles")
     args, rest = parser.parse_known_args(argv)
@@ -55,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         from catga_bench.bench import main as bench_main
 
         return bench_main(rest)
+    if args.command == "dashboards":
+        from catga_bench.dashboards import main as dashboards_main
+
+        return dashboards_main(rest)
+    if args.command == "alerts":
+        from catga_bench.alerts import main as alerts_main
+
+        return alerts_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "scenarios":
