@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("alerts", help="generate the Prometheus alert rules "
                                   "(catga-bench alerts build [--out DIR] [--check])",
                    add_help=False)
+    sub.add_parser("proxy", help="TCP fault proxy speaking the Toxiproxy HTTP API "
+                                 "(catga-bench proxy [--host H] [--port 8474] [--config FILE])",
+                   add_help=False)
     sc = sub.add_parser("scenarios", help="list the scenario files and what they test")
     sc.add_argument("--dir", default="scenarios", help="directory of locustfiles")
     args, rest = parser.parse_known_args(argv)
@@ -65,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         from catga_bench.dashboards import main as dashboards_main
 
         return dashboards_main(rest)
+    if args.command == "proxy":
+        from catga_bench.faultproxy import main as proxy_main
+
+        return proxy_main(rest)
     if args.command == "alerts":
         from catga_bench.alerts import main as alerts_main
 
