@@ -68,8 +68,9 @@ class _DequeLogHandler(logging.Handler):
 class LoopThread:
     """An asyncio (uvloop) event loop running in its own OS thread.
 
-    Use :meth:`start` once per process (after any fork), :meth:`submit` to run a coroutine on it
-    without waiting, :meth:`call` to run one and wait for its result from a greenlet, and
+    Use :meth:`start` once per process (after any fork), :meth:`call_soon` to schedule a
+    callback on it without waiting, :meth:`call` to run a coroutine and wait for its result
+    from a greenlet, and
     :meth:`stop` at the end. Log records emitted on the loop thread are forwarded to the main
     thread's handlers by :meth:`pump_logs` (call it from a greenlet now and then).
     """
@@ -82,7 +83,6 @@ class LoopThread:
         self._stopped = False
         self.thread_ident: int | None = None
         self.log_records: deque[logging.LogRecord] = deque(maxlen=10_000)
-        self.cpu_seconds = 0.0  # CPU time the loop thread used, measured when it stops
 
     @property
     def running(self) -> bool:
@@ -114,12 +114,10 @@ class LoopThread:
         self._log_handler = _DequeLogHandler(self.log_records, self.thread_ident)
         catga_log.addHandler(self._log_handler)
         catga_log.propagate = False
-        t_cpu = time.thread_time()
         self._ready.release()
         try:
             loop.run_forever()
         finally:
-            self.cpu_seconds = time.thread_time() - t_cpu
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
             self._stopped = True
@@ -141,11 +139,6 @@ class LoopThread:
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Schedule ``fn(*args)`` on the loop; returns at once."""
         self._require_loop().call_soon_threadsafe(fn, *args)
-
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` as a task on the loop; returns at once (errors are logged there)."""
-        loop = self._require_loop()
-        loop.call_soon_threadsafe(_spawn, loop, coro)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
         """Run ``coro`` on the loop and wait for its result from a greenlet (or plain thread).
@@ -226,15 +219,3 @@ def _real_locks_for_logging() -> None:
 
 def _settle(result: Any, outcome: tuple[bool, Any]) -> None:
     result.set(outcome)
-
-
-def _spawn(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> None:
-    task = loop.create_task(coro)
-    task.add_done_callback(_log_failure)
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logging.getLogger("catga.bench").error(
-            "task on the core's loop failed", exc_info=task.exception()
-        )

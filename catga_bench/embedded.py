@@ -124,7 +124,6 @@ class EmbeddedDriver:
         self._transitions: list[tuple[float, str, str]] = []
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
-        self._recent: deque[Any] = deque(maxlen=64)
         self._proc = psutil.Process(os.getpid())
         self.rss_start_mb = self._proc.memory_info().rss / 2**20
         self.rss_peak_mb = self.rss_start_mb
