@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -10,16 +9,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _support import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.slow
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -32,7 +26,7 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 def test_metrics_are_served_during_a_run(tmp_path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(SCENARIOS / "failing_handlers.py"),
          "--headless", "-u", "10", "-r", "10", "-t", "13s", "--only-summary",

@@ -10,9 +10,6 @@ overload.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,26 +20,11 @@ from typing import Any
 
 import pytest
 import yaml
+from _support import free_port, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "alerts" / "catga-rules.test-profile.yml"
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        message = "prometheus is not installed (apt-get install -y prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def _get(url: str) -> Any:
@@ -70,10 +52,10 @@ def _locust(scenario: str, port: int, seconds: int, tmp: Path) -> subprocess.Pop
 def test_prometheus_scrapes_runs_answers_dashboards_and_fires_alerts(tmp_path: Path) -> None:
     from catga_bench.dashboards import panel_queries
 
-    binary = _prometheus_binary()
+    binary = require_tool("prometheus", "apt-get install -y prometheus")
     breaker_alert = _alert_named_by("catga_circuit_breaker_state")
     rejection_alert = _alert_named_by("catga_resilience_bulkhead_rejected_total")
-    failing_port, overload_port, prom_port = _free_port(), _free_port(), _free_port()
+    failing_port, overload_port, prom_port = free_port(), free_port(), free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],

@@ -3,15 +3,14 @@ alert has a firing and a silent unit test, and every metric they use is in docs/
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from _support import require_tool
 
 from catga_bench import alerts
 
@@ -55,19 +54,9 @@ EXPECTED_TIERS = {
 
 
 # ----------------------------------------------------------------------------- helpers
-def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        msg = ("promtool not found: install it with `apt-get install -y prometheus` "
-               "(Debian 12: Prometheus 2.42)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_promtool(), *args], cwd=ROOT, capture_output=True, text=True,
+    promtool = require_tool("promtool", "apt-get install -y prometheus")
+    return subprocess.run([promtool, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=240, check=False)
 
 

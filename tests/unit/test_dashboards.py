@@ -4,9 +4,7 @@ their datasource correctly, every query uses documented metrics and is valid Pro
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -15,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _support import require_tool
 
 from catga_bench import dashboards
 from catga_bench.dashboards import build_all, empty_unless, main, panel_queries, write
@@ -315,16 +314,6 @@ def test_panel_queries_options() -> None:
         ("t", 'rate(x[15s]) + rate(x[15s]) + y{a=~".*"}')]
 
 
-def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool is not installed (apt-get install -y prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 def _check_rules(promtool: str, exprs: list[str], path: Path) -> subprocess.CompletedProcess[str]:
     rules = [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)]
     path.write_text(json.dumps({"groups": [{"name": "dashboards", "rules": rules}]}))
@@ -333,7 +322,7 @@ def _check_rules(promtool: str, exprs: list[str], path: Path) -> subprocess.Comp
 
 
 def test_promtool_parses_every_query(tmp_path: Path) -> None:
-    promtool = _promtool()
+    promtool = require_tool("promtool", "apt-get install -y prometheus")
     exprs = []
     for _, dash in _all_forms():
         exprs += [expr for _, expr in panel_queries(dash)]
