@@ -95,7 +95,7 @@ class TransportStats:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-class Delivery(abc.ABC):
+class Delivery:
     """One message handed to a subscriber.
 
     Attributes:
@@ -124,6 +124,7 @@ class Delivery(abc.ABC):
     async def term(self, reason: str) -> None:
         """Never redeliver: move the message to the dead-letter place with ``reason`` (a
         malformed or poison message). At QoS 0 the message is still dead-lettered."""
+        raise NotImplementedError(f"{type(self).__name__} must implement term()")
 
     async def respond(self, headers: Mapping[str, str], body: bytes) -> None:
         """Send the reply of a request (raises TransportError if this is not a request)."""

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from core.messages import DeliveryMode, Message, QoS
+from core.result import Error, ErrorCode, FanoutOutcome, Result
 
 H_ID = "Catga-Message-Id"
 H_TYPE = "Catga-Message-Type"
@@ -161,3 +162,37 @@ def _int_header(headers: Mapping[str, str], name: str, *, required: bool) -> int
     if not 0 <= value < 2**63:
         raise MalformedMessage(f"header {name} out of range: {raw}")
     return value
+
+
+def encode_result(result: Result[Any]) -> bytes:
+    """A ``Result`` as JSON for a reply: ``{"ok": true, "value": ...}`` or
+    ``{"ok": false, "error": {"code", "message", "retryable"}}``. A ``FanoutOutcome`` value is
+    sent as its counts and failures; other values that JSON cannot hold are sent as ``repr``."""
+    error = result.error
+    if error is not None:
+        return orjson.dumps({"ok": False, "error": {"code": error.code.value,
+                                                    "message": error.message,
+                                                    "retryable": error.retryable}})
+    value = result.value
+    if isinstance(value, FanoutOutcome):
+        value = {"handlers": value.handlers, "succeeded": value.succeeded,
+                 "duplicates": value.duplicates,
+                 "failures": [[n, e.code.value, e.message] for n, e in value.failures]}
+    return orjson.dumps({"ok": True, "value": value}, default=repr)
+
+
+def decode_result(body: bytes) -> Result[Any]:
+    """The ``Result`` in a reply body (see :func:`encode_result`).
+
+    Raises:
+        MalformedMessage: the body is not such a JSON object.
+    """
+    try:
+        data = orjson.loads(body)
+        if data["ok"]:
+            return Result.success(data.get("value"))
+        err = data["error"]
+        return Result(None, Error(ErrorCode(err["code"]), str(err["message"]),
+                                  bool(err.get("retryable", False))))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MalformedMessage(f"reply is not a result: {exc!r}") from None
