@@ -19,8 +19,13 @@ load tests:
   locust -f scenarios/high_throughput.py --headless -u 20 -r 20 -t 30s --slo-p99-ms 50
   locust -f scenarios/high_fanout.py --headless --processes 2 -u 20 -r 20 -t 30s
 
+over a broker (the core in its own process):
+  catga-bench serve --transport nats --scenario scenarios/high_fanout.py &
+  locust -f scenarios/high_fanout.py --transport nats --headless -u 20 -r 20 -t 30s
+
 exit codes: 0 all SLO targets met, 1 a target missed, 2 usage or configuration error,
-            3 the environment failed (generator could not offer the load, core did not start)
+            3 the environment failed (broker unreachable, no core serving, generator could
+              not offer the load, core did not start)
 """
 
 
@@ -57,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("proxy", help="TCP fault proxy speaking the Toxiproxy HTTP API "
                                  "(catga-bench proxy [--host H] [--port 8474] [--config FILE])",
                    add_help=False)
+    sub.add_parser("serve", help="run the core as its own process behind NATS or Redis "
+                                 "(catga-bench serve --transport nats|redis --scenario FILE)",
+                   add_help=False)
     sc = sub.add_parser("scenarios", help="list the scenario files and what they test")
     sc.add_argument("--dir", default="scenarios", help="directory of locustfiles")
     args, rest = parser.parse_known_args(argv)
@@ -72,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         from catga_bench.faultproxy import main as proxy_main
 
         return proxy_main(rest)
+    if args.command == "serve":
+        import os
+
+        os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")  # no gevent in the core process
+        from catga_bench.serve import main as serve_main
+
+        return serve_main(rest)
     if args.command == "alerts":
         from catga_bench.alerts import main as alerts_main
 

@@ -88,6 +88,9 @@ class EmbeddedDriver:
     Call :meth:`start` on the loop, then :meth:`finish` to stop and get the mergeable payload.
     """
 
+    #: False in a driver whose handlers run elsewhere (the remote driver).
+    serves_locally = True
+
     def __init__(
         self,
         scenario: Scenario,
@@ -148,6 +151,8 @@ class EmbeddedDriver:
             limiter = ConcurrencyLimiter(spec.bulkhead.max_concurrency, spec.bulkhead.max_queue,
                                          name=spec.name)
         for h_index, h in enumerate(handlers):
+            if not self.serves_locally:
+                break
             fn = h.profile.build(self, index, h_index)
             if "block_loop" in self.defects and index == 0 and h_index == 0:
                 fn = _blocking(fn)

@@ -68,6 +68,14 @@ def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
             cur["handled"] += h["handled"]
             cur["failed"] += h["failed"]
         out["ledger"].update(p.get("ledger", {}))
+        tr = p.get("transport")
+        if tr:
+            cur_tr = out.setdefault("transport", {"name": tr.get("name")})
+            for k, v in tr.items():
+                if isinstance(v, int):
+                    cur_tr[k] = cur_tr.get(k, 0) + v
+        if p.get("core"):
+            out["core"] = p["core"]
         out["errors"].update(p.get("errors", {}))
         for k in ("rejected", "timeouts", "retries", "dead_lettered"):
             out[k] = out.get(k, 0) + p.get(k, 0)
@@ -224,6 +232,8 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
         "rss_mb": {**rss, "growth": round(rss.get("peak", 0) - rss.get("start", 0), 1)},
         "generator": merged.get("generator", {}),
         "cpu_s": merged.get("cpu_s", {}),
+        "broker": merged.get("transport", {}),
+        "core": merged.get("core", {}),
         "timeline": tl.series(start_s=window_start if facts.steady_at_s else None),
         "notes": list(facts.notes),
         "environment": facts.environment,

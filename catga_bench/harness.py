@@ -28,6 +28,7 @@ from catga_bench.bridge import BridgeError, LoopThread
 from catga_bench.gate import EXIT_ENVIRONMENT, EXIT_USAGE, RunFacts, build_report, merge_payloads
 from catga_bench.options import RunOptions, add_arguments, parse_options
 from catga_bench.slo import ConfigError
+from core.transport.base import TransportError
 
 if TYPE_CHECKING:
     from catga_bench.embedded import EmbeddedDriver
@@ -118,10 +119,26 @@ class Harness:
                 driver.start()
                 return driver
 
-            self.driver = self.bridge.call(create(), timeout_s=30)
+            if self.options.transport == "embedded":
+                self.driver = self.bridge.call(create(), timeout_s=30)
+            else:
+                from catga_bench.remote import open_remote_driver
+
+                assert self.options.broker_url is not None
+                self.driver = self.bridge.call(
+                    open_remote_driver(scenario, self.options.transport, self.options.broker_url,
+                                       handler_count=handlers), timeout_s=60)
         except (BridgeError, ValueError) as exc:
             self.start_error = f"the embedded core could not start: {exc}"
             log.error(self.start_error)
+            return
+        except TransportError as exc:  # broker down, or no core serving: exit 3, one line
+            self.start_error = str(exc)
+            sys.stderr.write(f"catga-bench: error: {exc}\n")
+            sys.stderr.flush()
+            runner = self.env.runner
+            if runner is not None:
+                gevent.spawn_later(0.1, runner.quit)
             return
         self.started_at = time.time()
         if self.options.metrics_port:
@@ -137,7 +154,8 @@ class Harness:
         from catga_bench.metrics import GeneratorCollector
 
         registry = CollectorRegistry()
-        registry.register(CatgaCollector(self.driver.mediator, self.driver.lag))
+        if self.options.transport == "embedded":  # remote: the core exports its own
+            registry.register(CatgaCollector(self.driver.mediator, self.driver.lag))
         registry.register(GeneratorCollector(self.driver, self.targets.model_dump()))
         first = self.options.metrics_port + (1 if self.is_worker else 0)
         for port in range(first, first + 64):

@@ -7,12 +7,14 @@ line naming the option and what is allowed (argparse's own errors would print Lo
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from catga_bench.slo import ConfigError, SLOTargets, load_slo_file, parse_targets
 
-TRANSPORTS = ("embedded",)
+TRANSPORTS = ("embedded", "nats", "redis")
+DEFAULT_URLS = {"nats": "nats://127.0.0.1:4222", "redis": "redis://127.0.0.1:6379"}
 
 #: --slo-* options -> SLOTargets field and value type
 SLO_OPTIONS: dict[str, tuple[str, type]] = {
@@ -36,7 +38,15 @@ def add_arguments(parser: Any) -> None:
         "Options of catga-bench (the scenario file sets the defaults; see README.md)",
     )
     g.add_argument("--transport", default="embedded", metavar="NAME",
-                   help="Where the core runs: embedded (in this process). Default: embedded")
+                   help="Where the core runs: embedded (in this process), or nats / redis (a "
+                        "separate `catga-bench serve --transport X` process, over the broker). "
+                        "Default: embedded")
+    g.add_argument("--nats-url", default=None, metavar="URL",
+                   help="NATS server for --transport nats. Default: $CATGA_NATS_URL or "
+                        "nats://127.0.0.1:4222")
+    g.add_argument("--redis-url", default=None, metavar="URL",
+                   help="Redis server for --transport redis. Default: $CATGA_REDIS_URL or "
+                        "redis://127.0.0.1:6379")
     g.add_argument("--rate", default=None, metavar="MSG_PER_S",
                    help="Offered load, messages/s for the whole test (open model: sent on "
                         "schedule whatever the system does). Default: the scenario's")
@@ -76,6 +86,7 @@ class RunOptions:
     """Validated catga-bench options."""
 
     transport: str
+    broker_url: str | None
     rate: float | None
     qos: int | None
     handlers: int | None
@@ -107,8 +118,17 @@ def parse_options(ns: Any) -> RunOptions:
     transport = str(getattr(ns, "transport", "embedded") or "embedded")
     if transport not in TRANSPORTS:
         raise ConfigError(f"--transport: {transport!r} is not supported; allowed: "
-                          f"{', '.join(TRANSPORTS)} (nats and redis come with the broker "
-                          "transports)")
+                          f"{', '.join(TRANSPORTS)}")
+    broker_url: str | None = None
+    if transport != "embedded":
+        attr = f"{transport}_url"
+        env = os.environ.get(f"CATGA_{transport.upper()}_URL")
+        broker_url = str(getattr(ns, attr, None) or env or DEFAULT_URLS[transport])
+        scheme = "nats" if transport == "nats" else "redis"
+        if not broker_url.startswith((f"{scheme}://", f"{scheme}s://")) and not (
+                transport == "nats" and broker_url.startswith(("tls://", "ws://"))):
+            raise ConfigError(f"--{transport}-url: expected {scheme}://HOST:PORT, "
+                              f"got {broker_url!r}")
     rate = getattr(ns, "rate", None)
     rate_v = None if rate in (None, "") else _number("--rate", rate, float, minimum=0,
                                                      strict=True)
@@ -141,5 +161,5 @@ def parse_options(ns: Any) -> RunOptions:
         parse_targets({field: value}, source=option)  # its own range (ratio <= 1, > 0, ...)
         overrides[field] = value
     SLOTargets().merged(overrides)  # validate ranges now (ratio <= 1, ...)
-    return RunOptions(transport, rate_v, qos_v, handlers_v, getattr(ns, "report_dir", None),
-                      port, overrides)
+    return RunOptions(transport, broker_url, rate_v, qos_v, handlers_v,
+                      getattr(ns, "report_dir", None), port, overrides)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Self
 
@@ -93,6 +93,12 @@ class TransportStats:
     disconnects: int = 0
     publish_errors: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        """All counters, ``extra`` ones included, as one flat dict."""
+        out = {k: v for k, v in asdict(self).items() if isinstance(v, int)}
+        out.update(self.extra)
+        return out
 
 
 class Delivery:

@@ -24,11 +24,11 @@ def _parse(parser: argparse.ArgumentParser, *args: str) -> RunOptions:
 
 def test_parser_defines_every_attribute(parser: argparse.ArgumentParser) -> None:
     ns = parser.parse_args([])
-    expected = {"transport", "rate", "qos", "handlers", "report_dir", "metrics_port",
-                "slo_file", *SLO_OPTIONS}
+    expected = {"transport", "nats_url", "redis_url", "rate", "qos", "handlers", "report_dir",
+                "metrics_port", "slo_file", *SLO_OPTIONS}
     assert expected <= set(vars(ns))
     opts = parse_options(ns)
-    assert opts == RunOptions("embedded", None, None, None, None, 0, {})
+    assert opts == RunOptions("embedded", None, None, None, None, None, 0, {})
 
 
 def test_valid_values(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,11 @@ def test_every_qos_is_accepted(parser: argparse.ArgumentParser, qos: str) -> Non
         (["--rate", "nan"], "--rate", "finite"),
         (["--qos", "3"], "--qos", "0, 1, 2"),
         (["--qos", "one"], "--qos", "0, 1, 2"),
-        (["--transport", "nope"], "--transport", "allowed: embedded"),
+        (["--transport", "nope"], "--transport", "allowed: embedded, nats, redis"),
+        (["--transport", "nats", "--nats-url", "http://x:1"], "--nats-url",
+         "expected nats://HOST:PORT"),
+        (["--transport", "redis", "--redis-url", "nats://x:1"], "--redis-url",
+         "expected redis://HOST:PORT"),
         (["--handlers", "0"], "--handlers", ">= 1"),
         (["--handlers", "2.5"], "--handlers", "integer"),
         (["--metrics-port", "70000"], "--metrics-port", "0..65535"),

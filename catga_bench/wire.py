@@ -1,0 +1,82 @@
+"""The bench protocol between load generators and ``catga-bench serve`` over a broker.
+
+Subjects (NATS; Redis maps them to keys of the same names):
+
+* ``catga.<scenario>.<Stream>`` — the scenario's messages (the wire envelope), one JetStream
+  stream / Redis stream per scenario ("message family").
+* ``catga.bench.ctl`` — control requests (JSON): ``{"op": "start", "scenario", "qos",
+  "handlers"}`` -> ``{"ok", "generator", "core": {...}}``; ``{"op": "stop", "generator"}`` ->
+  ``{"ok", "stats"}``; ``{"op": "ping"}``.
+* ``catga.bench.done.<generator>`` — completion batches from the core to one generator: what
+  each handler did with each message, and each message's outcome. The core publishes and
+  flushes a batch *before* it acknowledges the messages in it, so a message the broker forgot
+  has its completions on the way (the ledger stays exact across processes and crashes).
+
+A message's ``seq`` field carries the generator id in its high bits (:func:`pack_seq`), so the
+core routes completions without per-message headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+CTL_SUBJECT = "catga.bench.ctl"
+DONE_PREFIX = "catga.bench.done"
+GEN_SHIFT = 40
+SEQ_MASK = (1 << GEN_SHIFT) - 1
+MAX_GENERATOR = (1 << 22) - 1
+
+
+def stream_subject(scenario: str, stream: str) -> str:
+    """``catga.<scenario>.<stream>`` (dots in names become underscores)."""
+    return f"catga.{scenario.replace('.', '_')}.{stream.replace('.', '_')}"
+
+
+def done_subject(generator: int) -> str:
+    return f"{DONE_PREFIX}.{generator}"
+
+
+def pack_seq(generator: int, seq: int) -> int:
+    """The wire ``seq``: generator id in bits 40..61, the generator's own sequence below."""
+    if not 0 <= generator <= MAX_GENERATOR:
+        raise ValueError(f"generator id out of range: {generator}")
+    return (generator << GEN_SHIFT) | seq
+
+
+def unpack_seq(wire_seq: int) -> tuple[int, int]:
+    """``(generator, seq)`` from a wire ``seq``."""
+    return wire_seq >> GEN_SHIFT, wire_seq & SEQ_MASK
+
+
+@dataclass(slots=True)
+class CompletionBatch:
+    """Records for one generator.
+
+    Attributes:
+        handled / failed: ``[stream, handler, seq]`` — the handler finished the message, or
+            failed it in a known, reported way.
+        results: ``[stream, seq, code, [[handler, code], ...]]`` — the message's outcome
+            (``code`` "" = processed; failures per handler).
+    """
+
+    handled: list[list[int]] = field(default_factory=list)
+    failed: list[list[int]] = field(default_factory=list)
+    results: list[list[Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.handled) + len(self.failed) + len(self.results)
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"h": self.handled, "f": self.failed, "r": self.results})
+
+    @classmethod
+    def decode(cls, body: bytes) -> CompletionBatch:
+        """Raises ValueError on a body that is not a batch."""
+        try:
+            d = orjson.loads(body)
+            return cls(list(d["h"]), list(d["f"]), list(d["r"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a completion batch: {exc!r}") from None
