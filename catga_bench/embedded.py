@@ -165,7 +165,7 @@ class EmbeddedDriver:
                 breaker = list(self.mediator.breakers.values())[-1]
                 breaker.add_listener(self._on_transition)
                 self._breaker_index[(index, h_index)] = breaker
-        if limiter is not None:
+        if limiter is not None and self.serves_locally:
             self.mediator.use_limiter(msg_type, limiter)
         names = [h.name for h in handlers]
         return _StreamState(

@@ -28,7 +28,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import nats.errors
 import nats.js.errors
@@ -68,18 +68,10 @@ _BAD_STREAM_CHARS = re.compile(r"[^A-Z0-9_-]")
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message read back from the dead-letter stream.
+class DeadLetter(NamedTuple):
+    """A message read back from the dead-letter stream: ``(headers, body)`` as dead-lettered
+    (the original headers plus the ``Catga-DLQ-*`` ones), like RedisTransport's pairs."""
 
-    Attributes:
-        seq: its sequence in the dead-letter stream. subject: the dead-letter subject
-        (``<dlq_prefix>.<original subject>``). headers / body: as dead-lettered (original headers
-        plus the ``Catga-DLQ-*`` ones).
-    """
-
-    seq: int
-    subject: str
     headers: Mapping[str, str]
     body: bytes
 
@@ -173,10 +165,13 @@ class NatsTransport(Transport):
         self.api_timeout_s = float(api_timeout_s)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._streams: set[str] = set()
+        self._streams: set[str] = set()  # streams known to exist
+        self._ready: dict[str, str] = {}  # subject -> its (existing) stream
         self._stream_lock = asyncio.Lock()
         self._subs: set[_CoreSubscription | _JetStreamSubscription] = set()
         self._closing = False
+        self._connecting = False
+        self._down = False
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -193,6 +188,7 @@ class NatsTransport(Transport):
             return
         nc = Client()
         budget = self.connect_timeout_s + 2 * self.reconnect_wait_s + 0.5
+        self._connecting = True
         try:
             await asyncio.wait_for(nc.connect(
                 servers=[self.url], name=self.client_name, allow_reconnect=True,
@@ -209,33 +205,39 @@ class NatsTransport(Transport):
             reason = (f"no connection within {budget:g} s" if isinstance(exc, TimeoutError)
                       else f"{type(exc).__name__}: {exc}".rstrip(": "))
             raise BrokerUnavailable(self.url, reason) from exc
+        finally:
+            self._connecting = False
         # From now on nats-py reconnects with the configured budget.
         nc.options["max_reconnect_attempts"] = self.max_reconnect_attempts
         self._nc = nc
         self._js = nc.jetstream(timeout=self.api_timeout_s)
-        self._closing = False
+        self._closing = self._down = False
         _log.info("connected to %s as %r", self.url, self.client_name)
 
     async def _on_error(self, exc: Exception) -> None:
         nc = self._nc
-        if nc is None or nc.is_reconnecting:
+        if (self._connecting or nc is None or nc.is_reconnecting
+                or isinstance(exc, nats.errors.UnexpectedEOF)):
             _log.debug("nats %s: %r", self.url, exc)
         else:
             self.stats.extra["async_errors"] = self.stats.extra.get("async_errors", 0) + 1
             _log.warning("nats %s error: %r", self.url, exc)
 
     async def _on_disconnected(self) -> None:
+        if self._connecting or self._closing or self._down:
+            return  # our own close, or nats-py reporting a dropped connection's final close
+        self._down = True
         self.stats.disconnects += 1
-        if not self._closing:
-            _log.warning("disconnected from %s; reconnecting (up to %d attempts, %g s apart)",
-                         self.url, self.max_reconnect_attempts, self.reconnect_wait_s)
+        _log.warning("disconnected from %s; reconnecting (up to %d attempts, %g s apart)",
+                     self.url, self.max_reconnect_attempts, self.reconnect_wait_s)
 
     async def _on_reconnected(self) -> None:
+        self._down = False
         self.stats.reconnects += 1
         _log.info("reconnected to %s", self.url)
 
     async def _on_closed(self) -> None:
-        if not self._closing:
+        if not (self._closing or self._connecting):
             _log.error("connection to %s closed for good (reconnect budget spent?)", self.url)
 
     def _client(self) -> tuple[Client, JetStreamContext]:
@@ -285,6 +287,7 @@ class NatsTransport(Transport):
                 except nats.js.errors.NoStreamResponseError:
                     # The stream vanished (a broker with a fresh store): recreate, retry once.
                     self._streams.discard(self._stream_for(subject)[0])
+                    self._ready.clear()
                     await self._ensure_stream(subject)
                     await js.publish(subject, body, headers=hdrs)
         except ValueError:
@@ -341,9 +344,14 @@ class NatsTransport(Transport):
         return stream, f"{tokens[0]}.{tokens[1]}.>"
 
     async def _ensure_stream(self, subject: str) -> str:
-        stream, stream_subject = self._stream_for(subject)
-        if stream not in self._streams:
-            await self._add_stream(stream, stream_subject)
+        stream = self._ready.get(subject)
+        if stream is None:
+            stream, stream_subject = self._stream_for(subject)
+            if stream not in self._streams:
+                await self._add_stream(stream, stream_subject)
+            if len(self._ready) >= 10_000:
+                self._ready.clear()
+            self._ready[subject] = stream
         return stream
 
     async def _add_stream(self, stream: str, stream_subject: str) -> None:
@@ -487,8 +495,7 @@ class NatsTransport(Transport):
                                            next=True)
                 except nats.js.errors.NotFoundError:
                     break
-                out.append(DeadLetter(raw.seq or seq, raw.subject or "", raw.headers or {},
-                                      raw.data or b""))
+                out.append(DeadLetter(raw.headers or {}, raw.data or b""))
                 seq = (raw.seq or seq) + 1
         except Exception as exc:
             raise self._error(exc, "read dead letters") from exc
@@ -504,6 +511,7 @@ class NatsTransport(Transport):
             await sub.stop()
         nc, self._nc, self._js = self._nc, None, None
         self._streams.clear()
+        self._ready.clear()
         if nc is None or nc.is_closed:
             return
         with contextlib.suppress(Exception):
