@@ -80,6 +80,7 @@ class RemoteDriver(EmbeddedDriver):
         self.publish_errors = 0
         self.bad_batches = 0
         self.core_stats: dict[str, Any] = {}
+        self.core_reachable = True
         self.last_progress = time.perf_counter()
         self._done_sub: Subscription | None = None
         self._publish_tasks: set[asyncio.Task[Any]] = set()
@@ -105,6 +106,26 @@ class RemoteDriver(EmbeddedDriver):
         self.generator = int(answer["generator"])
         self._done_sub = await self.transport.subscribe(done_subject(self.generator),
                                                         self._on_batch, max_in_flight=1)
+
+    def start(self) -> None:
+        super().start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._keepalive(),
+                                                                  name="keepalive"))
+
+    async def _keepalive(self, every_s: float = 1.0) -> None:
+        """Tell the core every second that this generator is running (a restarted core learns
+        the run's parameters from it)."""
+        request = {"op": "join", "scenario": self.scenario.name, "qos": int(self.qos),
+                   "handlers": self.handler_count, "generator": self.generator}
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.control(request)
+                self.core_reachable = True
+            except CoreUnavailable as exc:
+                if self.core_reachable:
+                    log.warning("the core is not answering: %s", exc)
+                self.core_reachable = False
 
     # ----------------------------------------------------------------- sending
     def _issue(self, intended: float) -> None:

@@ -7,8 +7,10 @@ The process connects to the broker, answers control requests from load generator
 handler does is reported back to the generator that sent the message, in batches that are
 flushed before the messages are acknowledged. ``/metrics`` exports the core's metrics.
 
-With ``--scenario FILE`` the core serves that scenario from startup, so a core that was killed
-and restarted picks up its durable consumer where it left off while the generator keeps going.
+A run's parameters (scenario, QoS, handler count) come from the generators: ``start`` on their
+first contact, then a ``join`` keep-alive every second. A core that was killed and restarted
+learns the run from the next keep-alive and picks up its durable consumer where the old one left
+off (unacknowledged messages are redelivered to it), while the generators keep going.
 """
 
 from __future__ import annotations
@@ -215,13 +217,11 @@ class BenchServer:
         self._ctl: Subscription | None = None
         self.collector: Any = None
 
-    async def start(self, scenario: str | None = None) -> None:
+    async def start(self) -> None:
+        """Answer control requests; a scenario is served once a generator starts or joins."""
         self.publisher.start()
         self._ctl = await self.transport.subscribe(CTL_SUBJECT, self._on_ctl,
                                                    group="catga-bench-ctl", max_in_flight=8)
-        if scenario is not None:
-            s = self.scenarios[scenario]
-            await self.serve(s.name, s.qos, None)
 
     async def serve(self, name: str, qos: int, handlers: int | None) -> _Run:
         """Serve scenario ``name`` at ``qos`` (replacing what was served before)."""
@@ -280,7 +280,7 @@ class BenchServer:
         op = req.get("op")
         if op == "ping":
             return {"ok": True, "serving": self.run.name if self.run else None}
-        if op == "start":
+        if op in ("start", "join"):
             name = str(req["scenario"])
             if name not in self.scenarios:
                 return {"ok": False, "error": f"this core does not know scenario {name!r}; "
@@ -291,10 +291,16 @@ class BenchServer:
             run = self.run
             same = (run is not None and run.name == name and run.qos == qos
                     and run.handlers == handlers)
-            if run is None or not same or not run.generators:
+            if run is not None and not same and run.generators:
+                return {"ok": False, "error": f"this core is busy serving {run.name} at QoS "
+                        f"{run.qos} for {len(run.generators)} generator(s)"}
+            if run is None or not same:
                 run = await self.serve(name, qos, handlers)
-            gen = self.next_generator
-            self.next_generator += 1
+            if op == "start":
+                gen = self.next_generator
+                self.next_generator += 1
+            else:  # a generator's keep-alive: a restarted core learns the run from it
+                gen = int(req["generator"])
             run.generators.add(gen)
             return {"ok": True, "generator": gen, "core": {"pid": os.getpid()}}
         if op == "stop":
@@ -305,10 +311,7 @@ class BenchServer:
             run.generators.discard(gen)
             if run.generators:
                 return {"ok": True, "stats": {}}  # the last generator gets the core's stats
-            stats = await self._stop_run()
-            # keep serving the same scenario (a restarted core must not need a new start)
-            await self.serve(run.name, run.qos, run.handlers)
-            return {"ok": True, "stats": stats}
+            return {"ok": True, "stats": await self._stop_run()}
         return {"ok": False, "error": f"unknown op {op!r}; allowed: start, stop, ping"}
 
     async def close(self) -> None:
@@ -365,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "redis://127.0.0.1:6379"),
                    help="Redis server (default: %(default)s; env CATGA_REDIS_URL)")
     p.add_argument("--scenario", type=Path, action="append", default=[], metavar="FILE",
-                   help="scenario file to serve from startup (repeatable; the first is served)")
+                   help="scenario file this core may serve (repeatable), besides --scenarios")
     p.add_argument("--scenarios", type=Path, default=Path("scenarios"), metavar="DIR",
                    help="directory of scenario files generators may ask for (default: "
                         "%(default)s)")
@@ -381,8 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario],
-                 first: str | None) -> int:
+async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> int:
     from catga_bench.harness import defects_from_env
 
     url = args.nats_url if args.transport == "nats" else args.redis_url
@@ -409,7 +411,7 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario],
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.start(first)
+    await server.start()
     log.info("catga-bench serve: %s at %s; scenarios: %s", args.transport, url,
              ", ".join(sorted(scenarios)))
     last = time.monotonic()
@@ -437,9 +439,6 @@ def main(argv: list[str] | None = None) -> int:
         paths.append(args.scenarios)
     try:
         scenarios = load_scenarios(paths)
-        first = None
-        if args.scenario:
-            first = next(iter(load_scenarios([args.scenario[0]])))
     except (ValueError, OSError, SyntaxError) as exc:
         sys.stderr.write(f"catga-bench serve: error: {exc}\n")
         return EXIT_USAGE
@@ -449,4 +448,4 @@ def main(argv: list[str] | None = None) -> int:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    return int(runner(_amain(args, scenarios, first)))
+    return int(runner(_amain(args, scenarios)))
