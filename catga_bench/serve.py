@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import os
@@ -248,6 +249,10 @@ class BenchServer:
             self.collector.lag_monitor = core.lag
         log.info("serving %s at QoS %d (%d streams, %d handlers)", name, qos, len(core.streams),
                  sum(len(st.handlers) for st in core.streams))
+        # Everything allocated so far lives for the whole run: move it out of the collector's
+        # reach, so a full collection does not rescan it (measured: 50-65 ms pauses without).
+        gc.collect()
+        gc.freeze()
         return self.run
 
     async def _stop_run(self) -> dict[str, Any]:
