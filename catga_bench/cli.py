@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="micro- and embedded benchmarks, as ratios to floors "
                                  "measured in the same run (catga-bench bench --help)",
                    add_help=False)
+    sub.add_parser("bench-brokers", help="transports vs raw nats-py / redis-py clients, as "
+                                         "ratios (catga-bench bench-brokers --help)",
+                   add_help=False)
     sub.add_parser("dashboards", help="generate the Grafana dashboards "
                                       "(catga-bench dashboards build [--out DIR] [--check])",
                    add_help=False)
@@ -72,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         from catga_bench.bench import main as bench_main
 
         return bench_main(rest)
+    if args.command == "bench-brokers":
+        from catga_bench.bench_brokers import main as bench_brokers_main
+
+        return bench_brokers_main(rest)
     if args.command == "dashboards":
         from catga_bench.dashboards import main as dashboards_main
 
