@@ -34,7 +34,7 @@ import orjson
 from catga_bench.embedded import EmbeddedDriver
 from catga_bench.scenario import Scenario
 from catga_bench.wire import CTL_SUBJECT, CompletionBatch, done_subject, stream_subject, unpack_seq
-from core import FanoutOutcome, Message, QoS, Result
+from core import FanoutOutcome, IdempotencyStore, Message, QoS, Result
 from core.transport import (
     BrokerUnavailable,
     Delivery,
@@ -207,8 +207,10 @@ class BenchServer:
     """
 
     def __init__(self, transport: Transport, scenarios: dict[str, Scenario], *,
-                 defects: frozenset[str] = frozenset(), max_in_flight: int = 1024) -> None:
+                 defects: frozenset[str] = frozenset(), max_in_flight: int = 1024,
+                 idempotency: IdempotencyStore | None = None) -> None:
         self.transport = transport
+        self.idempotency = idempotency
         self.scenarios = scenarios
         self.defects = defects
         self.max_in_flight = max_in_flight
@@ -231,6 +233,8 @@ class BenchServer:
         scenario = self.scenarios[name].with_overrides(qos=qos)
         core = ServedCore(scenario, self.publisher, handler_count=handlers,
                           defects=self.defects)
+        if self.idempotency is not None:  # e.g. Redis: survives a restart of this process
+            core.mediator.idempotency = self.idempotency
         core.start()
         endpoints = []
         for st in core.streams:
@@ -383,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address for /metrics (default: %(default)s; 0.0.0.0 in containers)")
     p.add_argument("--max-in-flight", type=int, default=1024, metavar="N",
                    help="deliveries handled at once per stream (default: %(default)s)")
+    p.add_argument("--idempotency", choices=("memory", "redis"), default="memory",
+                   help="QoS 2 deduplication store: memory (lost when this process dies) or "
+                        "redis (at --redis-url; survives a restart). Default: %(default)s")
+    p.add_argument("--idempotency-lease-s", type=float, default=10.0, metavar="S",
+                   help="how long a claimed message id stays claimed by a core that died "
+                        "mid-message before another may run it (redis store; default: "
+                        "%(default)s)")
     p.add_argument("--ack-wait-s", type=float, default=30.0, metavar="S",
                    help="seconds before an unacknowledged QoS>=1 message is redelivered "
                         "(default: %(default)s)")
@@ -399,8 +410,28 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> in
     except BrokerUnavailable as exc:
         sys.stderr.write(f"catga-bench serve: error: {exc}\n")
         return EXIT_ENVIRONMENT
+    store: Any = None
+    if args.idempotency == "redis":
+        import redis.asyncio as aioredis
+
+        from core.idempotency_redis import RedisIdempotencyStore
+
+        # Claims come from every handler of every message in flight: share a bounded pool
+        # that makes callers wait for a connection instead of failing ("Too many connections")
+        pool = aioredis.BlockingConnectionPool.from_url(args.redis_url, max_connections=64,
+                                                        timeout=30)
+        redis_client = aioredis.Redis(connection_pool=pool)
+        store = RedisIdempotencyStore(redis_client, lease_s=args.idempotency_lease_s)
+        try:
+            await store.begin("catga-bench:probe")  # reachable? (fails fast with one line)
+            store.abort("catga-bench:probe")
+        except Exception as exc:
+            sys.stderr.write(f"catga-bench serve: error: idempotency store {args.redis_url} "
+                             f"is unreachable: {exc}\n")
+            await transport.close()
+            return EXIT_ENVIRONMENT
     server = BenchServer(transport, scenarios, defects=defects_from_env(),
-                         max_in_flight=args.max_in_flight)
+                         max_in_flight=args.max_in_flight, idempotency=store)
     if args.metrics_port:
         from prometheus_client import CollectorRegistry, start_http_server
 
@@ -431,6 +462,10 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> in
                      ts.dead_lettered, ts.reconnects)
     await server.close()
     await transport.close()
+    if store is not None:
+        await store.flush()
+        await redis_client.aclose()
+        await pool.aclose()
     return 0
 
 
