@@ -6,5 +6,5 @@ COPY core ./core
 COPY catga_bench ./catga_bench
 RUN pip install --no-cache-dir '.[nats,redis]'
 COPY scenarios ./scenarios
-EXPOSE 8089 9464
+EXPOSE 8089 9464 9465
 ENTRYPOINT ["locust"]

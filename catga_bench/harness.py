@@ -162,11 +162,12 @@ class Harness:
         if self.options.transport == "embedded":  # remote: the core exports its own
             registry.register(CatgaCollector(self.driver.mediator, self.driver.lag))
         registry.register(GeneratorCollector(self.driver, self.targets.model_dump()))
-        first = self.options.metrics_port + (1 if self.is_worker else 0)
+        first = self.options.metrics_port  # taken (another worker here): the next free one
+        host = os.environ.get("CATGA_METRICS_HOST", "127.0.0.1")  # 0.0.0.0 in containers
         for port in range(first, first + 64):
             try:
-                self._metrics_server = start_http_server(port, "127.0.0.1", registry)
-                log.info("catga-bench: core metrics on http://127.0.0.1:%d/metrics", port)
+                self._metrics_server = start_http_server(port, host, registry)
+                log.info("catga-bench: metrics on http://%s:%d/metrics", host, port)
                 return
             except OSError:
                 continue

@@ -13,8 +13,20 @@ SERVICES = COMPOSE["services"]
 
 
 def test_the_whole_stack_is_declared() -> None:
-    assert {"nats", "redis", "toxiproxy", "prometheus", "alertmanager", "grafana",
+    assert {"nats", "redis", "toxiproxy", "prometheus", "alertmanager", "grafana", "core",
             "locust-master", "locust-worker-1", "locust-worker-2"} <= set(SERVICES)
+
+
+def test_the_core_is_served_and_driven_over_the_broker() -> None:
+    core = SERVICES["core"]
+    assert core["entrypoint"] == ["catga-bench"]
+    assert core["command"].startswith("serve --transport ${TRANSPORT:-nats}")
+    assert "--metrics-host 0.0.0.0" in core["command"]
+    for name in ("locust-master", "locust-worker-1", "locust-worker-2"):
+        assert "--transport ${TRANSPORT:-nats}" in SERVICES[name]["command"]
+    env = COMPOSE["x-catga"]["environment"]
+    assert env["CATGA_NATS_URL"] == "nats://nats:4222"
+    assert env["CATGA_METRICS_HOST"] == "0.0.0.0"  # reachable from the Prometheus container
 
 
 def test_every_mounted_file_exists() -> None:
@@ -34,9 +46,10 @@ def test_prometheus_scrapes_both_workers_and_loads_the_rules() -> None:
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
     workers = [n for n in SERVICES if n.startswith("locust-worker")]
-    assert sorted(targets) == sorted(f"{w}:9464" for w in workers)
+    assert sorted(targets) == sorted(["core:9464", *(f"{w}:9465" for w in workers)])
     for w in workers:
-        assert "--metrics-port 9464" in SERVICES[w]["command"]
+        assert "--metrics-port 9465" in SERVICES[w]["command"]
+    assert "--metrics-port 9464" in SERVICES["core"]["command"]
     rules = prom["rule_files"][0]
     mount = next(v for v in SERVICES["prometheus"]["volumes"] if v.startswith("./alerts"))
     assert rules.startswith(mount.split(":")[1])
