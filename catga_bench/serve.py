@@ -437,10 +437,12 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> in
 
         from core.mediator import Mediator
         from core.metrics import CatgaCollector
+        from core.transport.metrics import TransportCollector
 
         registry = CollectorRegistry()
         server.collector = CatgaCollector(Mediator())
         registry.register(server.collector)
+        registry.register(TransportCollector(transport))
         start_http_server(args.metrics_port, args.metrics_host, registry)
         log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
     stop = asyncio.Event()

@@ -123,10 +123,25 @@ def test_doc_lists_exactly_the_generator_metrics() -> None:
 
 
 def test_doc_lists_exactly_the_exported_metrics() -> None:
-    doc = {k: v for k, v in _doc_rows().items() if not k.startswith("catga_bench_")}
+    doc = {k: v for k, v in _doc_rows().items()
+           if not k.startswith(("catga_bench_", "catga_transport_"))}
     exported = _exported()
     assert len(doc) >= 20
     assert set(doc) == set(exported), (set(doc) ^ set(exported))
     for name, (kind, labels) in exported.items():
         assert doc[name][0] == kind, name
         assert doc[name][1] == labels, (name, doc[name][1], labels)
+
+
+def test_doc_lists_exactly_the_transport_metrics() -> None:
+    from core.transport import InMemoryTransport
+    from core.transport.metrics import TransportCollector
+
+    registry = CollectorRegistry()
+    registry.register(TransportCollector(InMemoryTransport()))
+    exported = _families(registry)
+    doc = {k: v for k, v in _doc_rows().items() if k.startswith("catga_transport_")}
+    assert len(exported) == 9
+    assert set(doc) == set(exported), (set(doc) ^ set(exported))
+    for name, (kind, labels) in exported.items():
+        assert doc[name] == (kind, labels), name
