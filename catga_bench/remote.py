@@ -28,7 +28,7 @@ from catga_bench.wire import (
     pack_seq,
     stream_subject,
 )
-from core import Error, ErrorCode, FanoutOutcome, Result
+from core import Error, ErrorCode, FanoutOutcome, QoS, Result
 from core.transport import (
     Delivery,
     RequestTimeout,
@@ -81,6 +81,7 @@ class RemoteDriver(EmbeddedDriver):
         self.bad_batches = 0
         self.core_stats: dict[str, Any] = {}
         self.core_reachable = True
+        self._batches_seen: set[str] = set()
         self.last_progress = time.perf_counter()
         self._done_sub: Subscription | None = None
         self._publish_tasks: set[asyncio.Task[Any]] = set()
@@ -104,8 +105,10 @@ class RemoteDriver(EmbeddedDriver):
         answer = await self.control({"op": "start", "scenario": self.scenario.name,
                                      "qos": int(self.qos), "handlers": self.handler_count})
         self.generator = int(answer["generator"])
-        self._done_sub = await self.transport.subscribe(done_subject(self.generator),
-                                                        self._on_batch, max_in_flight=1)
+        done_qos = QoS.AT_LEAST_ONCE if int(self.qos) >= 1 else QoS.AT_MOST_ONCE
+        self._done_sub = await self.transport.subscribe(
+            done_subject(self.generator), self._on_batch, qos=done_qos,
+            group=f"catga-bench-g{self.generator}", max_in_flight=1)
 
     def start(self) -> None:
         super().start()
@@ -206,8 +209,18 @@ class RemoteDriver(EmbeddedDriver):
             batch = CompletionBatch.decode(d.body)
         except ValueError as exc:
             self.bad_batches += 1
-            log.warning("ignoring a bad completion batch: %s", exc)
+            log.warning("dead-lettering a bad completion batch: %s", exc)
+            await d.term(f"not a completion batch: {exc}")
             return
+        if batch.batch_id in self._batches_seen:  # a redelivered batch: applied already
+            await d.ack()
+            return
+        if batch.batch_id:
+            self._batches_seen.add(batch.batch_id)
+        self._apply(batch)
+        await d.ack()
+
+    def _apply(self, batch: CompletionBatch) -> None:
         streams = self.streams
         n = len(streams)
         for s, h, seq in batch.handled:

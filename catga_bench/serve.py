@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import gc
 import importlib.util
+import itertools
 import logging
 import os
 import signal
@@ -44,6 +45,7 @@ from core.transport import (
     TypeRegistry,
     open_transport,
 )
+from core.transport.envelope import H_NATS_DEDUP
 
 log = logging.getLogger("catga.serve")
 
@@ -59,8 +61,11 @@ class CompletionPublisher:
     """
 
     def __init__(self, transport: Transport, interval_s: float = 0.002,
-                 max_records: int = 4_000) -> None:
+                 max_records: int = 4_000, qos: QoS = QoS.AT_MOST_ONCE) -> None:
         self.transport = transport
+        self.qos = qos
+        self._prefix = f"{os.getpid()}-{time.time_ns()}-"
+        self._ids = itertools.count()
         self.interval_s = interval_s
         self.max_records = max_records
         self.batches: dict[int, CompletionBatch] = {}
@@ -108,7 +113,10 @@ class CompletionPublisher:
             try:
                 for gen, batch in batches.items():
                     for part in _split(batch, self.max_records):
-                        await self.transport.publish(done_subject(gen), {}, part.encode())
+                        part.batch_id = f"{self._prefix}{next(self._ids)}"
+                        await self.transport.publish(done_subject(gen),
+                                                     {H_NATS_DEDUP: part.batch_id},
+                                                     part.encode(), qos=self.qos)
                         self.published_batches += 1
                 await self.transport.flush()
             except Exception as exc:
@@ -231,6 +239,8 @@ class BenchServer:
         if self.run is not None:
             await self._stop_run()
         scenario = self.scenarios[name].with_overrides(qos=qos)
+        # records of a run at QoS >= 1 are stored by the broker before messages are acked
+        self.publisher.qos = QoS.AT_LEAST_ONCE if qos >= 1 else QoS.AT_MOST_ONCE
         core = ServedCore(scenario, self.publisher, handler_count=handlers,
                           defects=self.defects)
         if self.idempotency is not None:  # e.g. Redis: survives a restart of this process
@@ -450,7 +460,7 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> in
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    log.info("catga-bench serve: %s at %s; scenarios: %s", args.transport, url,
+    log.info("catga-bench serve: ready: %s at %s; scenarios: %s", args.transport, url,
              ", ".join(sorted(scenarios)))
     last = time.monotonic()
     while not stop.is_set():

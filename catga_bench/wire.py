@@ -7,10 +7,12 @@ Subjects (NATS; Redis maps them to keys of the same names):
 * ``catga.bench.ctl`` — control requests (JSON): ``{"op": "start", "scenario", "qos",
   "handlers"}`` -> ``{"ok", "generator", "core": {...}}``; ``{"op": "stop", "generator"}`` ->
   ``{"ok", "stats"}``; ``{"op": "ping"}``.
-* ``catga.bench.done.<generator>`` — completion batches from the core to one generator: what
-  each handler did with each message, and each message's outcome. The core publishes and
-  flushes a batch *before* it acknowledges the messages in it, so a message the broker forgot
-  has its completions on the way (the ledger stays exact across processes and crashes).
+* ``catga.benchdone.g<generator>`` — completion batches from the core to one generator: what
+  each handler did with each message, and each message's outcome. The core publishes a batch
+  *before* it acknowledges the messages in it — at QoS 1 for runs at QoS >= 1 (JetStream / a
+  Redis stream: stored before the ack, so a broker restart or a generator reconnecting loses
+  no record), each batch with a unique id the generator deduplicates (``Nats-Msg-Id`` too).
+  The ledger stays exact across processes, crashes and broker restarts.
 
 A message's ``seq`` field carries the generator id in its high bits (:func:`pack_seq`), so the
 core routes completions without per-message headers.
@@ -24,7 +26,7 @@ from typing import Any
 import orjson
 
 CTL_SUBJECT = "catga.bench.ctl"
-DONE_PREFIX = "catga.bench.done"
+DONE_PREFIX = "catga.benchdone"
 GEN_SHIFT = 40
 SEQ_MASK = (1 << GEN_SHIFT) - 1
 MAX_GENERATOR = (1 << 22) - 1
@@ -36,7 +38,7 @@ def stream_subject(scenario: str, stream: str) -> str:
 
 
 def done_subject(generator: int) -> str:
-    return f"{DONE_PREFIX}.{generator}"
+    return f"{DONE_PREFIX}.g{generator}"
 
 
 def pack_seq(generator: int, seq: int) -> int:
@@ -60,23 +62,26 @@ class CompletionBatch:
             failed it in a known, reported way.
         results: ``[stream, seq, code, [[handler, code], ...]]`` — the message's outcome
             (``code`` "" = processed; failures per handler).
+        batch_id: unique per batch (the generator applies a redelivered batch once).
     """
 
     handled: list[list[int]] = field(default_factory=list)
     failed: list[list[int]] = field(default_factory=list)
     results: list[list[Any]] = field(default_factory=list)
+    batch_id: str = ""
 
     def __len__(self) -> int:
         return len(self.handled) + len(self.failed) + len(self.results)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"h": self.handled, "f": self.failed, "r": self.results})
+        return orjson.dumps({"id": self.batch_id, "h": self.handled, "f": self.failed,
+                             "r": self.results})
 
     @classmethod
     def decode(cls, body: bytes) -> CompletionBatch:
         """Raises ValueError on a body that is not a batch."""
         try:
             d = orjson.loads(body)
-            return cls(list(d["h"]), list(d["f"]), list(d["r"]))
+            return cls(list(d["h"]), list(d["f"]), list(d["r"]), str(d.get("id", "")))
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a completion batch: {exc!r}") from None

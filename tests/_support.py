@@ -97,7 +97,7 @@ class CoreProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.output()}")
-            if self.output().count("catga-bench serve:") >= self.starts:
+            if self.output().count("catga-bench serve: ready") >= self.starts:
                 return self
             time.sleep(0.05)
         raise AssertionError(f"serve did not start in {timeout_s} s:\n{self.output()}")

@@ -38,15 +38,12 @@ def test_scenario_passes_over_the_broker(broker: BrokerProcess, tmp_path: Path, 
     assert report["handled"] >= report["sent"]  # every handler of every message
 
 
-@pytest.mark.parametrize("qos", [1, 2])
-def test_core_killed_mid_run_and_restarted_loses_nothing(broker: BrokerProcess, tmp_path: Path,
-                                                         qos: int,
-                                                         redis_server: BrokerProcess) -> None:
-    # QoS 2 across a crash needs a deduplication store that outlives the core: Redis
-    store = ["--idempotency", "redis", "--redis-url", redis_server.url,
-             "--idempotency-lease-s", "3"] if qos == 2 else []
-    core = CoreProcess(broker.kind, broker.url, "high_fanout", tmp_path, "--ack-wait-s", "2",
-                       *store)
+def test_core_killed_mid_run_and_restarted_loses_nothing(broker: BrokerProcess,
+                                                         tmp_path: Path) -> None:
+    # QoS 1. At QoS 2 a crash leaves a window no store closes (a handler's effect and its mark
+    # in the idempotency store are not atomic): docs/transports.md reports what it does.
+    qos = 1
+    core = CoreProcess(broker.kind, broker.url, "high_fanout", tmp_path, "--ack-wait-s", "2")
     core.start()
 
     def chaos() -> None:
@@ -122,3 +119,35 @@ def test_serve_with_unreachable_broker_is_exit_3(tmp_path: Path) -> None:
         core.start()
     assert "Traceback" not in core.output()
     assert "catga-bench serve: error: broker redis://" in core.output()
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_broker_restart_mid_run_is_survived_and_nothing_acknowledged_is_lost(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    broker: BrokerProcess = request.getfixturevalue(f"{kind}_server")
+    # Redis runs with appendfsync always: kill -9 keeps every acknowledged XADD. The packaged
+    # nats-server 2.9 fsyncs JetStream every 2 minutes (no sync_interval before 2.10), so a
+    # kill -9 may lose acknowledged messages (docs/transports.md): it gets a clean restart.
+    hard = kind == "redis"
+    with CoreProcess(kind, broker.url, "high_fanout", tmp_path, "--ack-wait-s", "2") as core:
+        def chaos() -> None:
+            time.sleep(4)
+            broker.restart(hard=hard)
+
+        t = threading.Thread(target=chaos)
+        t.start()
+        try:
+            run = run_locust("high_fanout", tmp_path, "--transport", kind, f"--{kind}-url",
+                             broker.url, "--qos", "1", "--handlers", "20",
+                             "--slo-p99-ms", "off", "--slo-p999-ms", "off",
+                             "--slo-min-throughput", "off", "--slo-max-error-ratio", "off",
+                             seconds=12, users=5)
+        finally:
+            t.join()
+    r = run.report
+    assert r["sent"] > 1000
+    assert r["lost"] == 0, r["verdict"]
+    assert r["broker"]["reconnects"] >= 1 or r["broker"]["disconnects"] >= 1, r["broker"]
+    assert r["core"]["transport"]["reconnects"] >= 1, (r["core"], core.output()[-2000:])
+    # the run went on after the restart: most messages were handled by all 20 handlers
+    assert r["handled"] >= 0.6 * 20 * r["sent"], r["verdict"]
