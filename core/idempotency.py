@@ -14,6 +14,7 @@ This in-memory store is bounded (``max_entries``, oldest evicted first) and forg
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -123,3 +124,54 @@ class InMemoryIdempotencyStore:
                     state.set_result(None)
             else:
                 break
+
+
+class ShardedIdempotencyStore:
+    """``shards`` independent :class:`InMemoryIdempotencyStore` shards, a key's shard chosen by
+    a stable hash (Catga's sharded in-memory store). Bounds and TTL apply per shard
+    (``max_entries`` is split evenly), so eviction scans stay short and one hot key range
+    cannot evict the others' entries.
+
+    Args:
+        shards: number of shards (>= 1).
+        max_entries: keys kept at most in total.
+        ttl_s: seconds a completed key is remembered.
+        clock: monotonic clock in seconds.
+    """
+
+    def __init__(self, shards: int = 16, max_entries: int = 1_000_000, ttl_s: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if shards < 1:
+            raise ValueError(f"shards must be >= 1, got {shards}")
+        if max_entries < shards:
+            raise ValueError(f"max_entries must be >= shards ({shards}), got {max_entries}")
+        self.shards = [InMemoryIdempotencyStore(max_entries // shards, ttl_s, clock)
+                       for _ in range(shards)]
+
+    def _shard(self, key: Hashable) -> InMemoryIdempotencyStore:
+        digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+        return self.shards[int.from_bytes(digest, "big") % len(self.shards)]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.shards)
+
+    @property
+    def hits(self) -> int:
+        return sum(s.hits for s in self.shards)
+
+    @property
+    def misses(self) -> int:
+        return sum(s.misses for s in self.shards)
+
+    @property
+    def evictions(self) -> int:
+        return sum(s.evictions for s in self.shards)
+
+    async def begin(self, key: Hashable) -> Result[Any] | None:
+        return await self._shard(key).begin(key)
+
+    def complete(self, key: Hashable, result: Result[Any]) -> None:
+        self._shard(key).complete(key, result)
+
+    def abort(self, key: Hashable) -> None:
+        self._shard(key).abort(key)

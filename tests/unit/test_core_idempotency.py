@@ -172,3 +172,21 @@ def test_store_rejects_bad_arguments():
         InMemoryIdempotencyStore(max_entries=0)
     with pytest.raises(ValueError):
         InMemoryIdempotencyStore(ttl_s=0)
+
+
+def test_sharded_store_routes_each_key_to_one_shard_and_bounds_each_shard() -> None:
+    from core.idempotency import ShardedIdempotencyStore
+
+    async def main() -> None:
+        store = ShardedIdempotencyStore(shards=4, max_entries=40)
+        for k in range(200):
+            assert await store.begin(k) is None
+            store.complete(k, Result.success(k))
+        assert len(store) <= 40 and all(len(s) <= 10 for s in store.shards)
+        assert sum(1 for s in store.shards if len(s)) == 4  # keys spread over every shard
+        assert store.misses == 200 and store.evictions == 160
+        cached = await store.begin(199)  # the newest key survives in its shard
+        assert cached is not None and cached.value == 199
+        assert store.hits == 1
+
+    asyncio.run(main())
