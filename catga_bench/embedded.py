@@ -153,9 +153,7 @@ class EmbeddedDriver:
         for h_index, h in enumerate(handlers):
             if not self.serves_locally:
                 break
-            fn = h.profile.build(self, index, h_index)
-            if "block_loop" in self.defects and index == 0 and h_index == 0:
-                fn = _blocking(fn)
+            fn = self.wrap_handler(index, h_index, h.profile.build(self, index, h_index))
             opts = HandlerOptions(timeout_s=h.timeout_s, breaker=h.breaker)
             if spec.kind == "event":
                 self.mediator.subscribe(msg_type, fn, name=h.name, options=opts)
@@ -172,6 +170,13 @@ class EmbeddedDriver:
             index, spec, msg_type, make, handlers, StreamLedger(names),
             {n: i for i, n in enumerate(names)}, new_hdr(), new_hdr(), spec.kind == "event",
         )
+
+    def wrap_handler(self, stream: int, handler: int, fn: Any) -> Any:
+        """The handler the core registers for ``fn`` (subclasses add runtime faults here;
+        the ``block_loop`` defect wraps the first handler)."""
+        if "block_loop" in self.defects and stream == 0 and handler == 0:
+            return _blocking(fn)
+        return fn
 
     # ----------------------------------------------------------------- HandlerContext
     def handled(self, stream: int, handler: int, seq: int) -> None:
