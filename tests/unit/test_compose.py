@@ -54,3 +54,19 @@ def test_prometheus_scrapes_both_workers_and_loads_the_rules() -> None:
     mount = next(v for v in SERVICES["prometheus"]["volumes"] if v.startswith("./alerts"))
     assert rules.startswith(mount.split(":")[1])
     assert (ROOT / "alerts" / Path(rules).name).exists()
+
+
+def test_docker_compose_config_validates_the_file() -> None:
+    """Debian's docker-compose (v1.29) parses and validates without an engine."""
+    import subprocess
+
+    from _support import require_tool
+
+    exe = require_tool("docker-compose", "apt-get install -y docker-compose")
+    proc = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    full = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    resolved = yaml.safe_load(full.stdout)
+    assert resolved["services"]["core"]["command"].startswith("serve --transport nats ")
