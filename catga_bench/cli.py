@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("proxy", help="TCP fault proxy speaking the Toxiproxy HTTP API "
                                  "(catga-bench proxy [--host H] [--port 8474] [--config FILE])",
                    add_help=False)
+    sub.add_parser("chaos", help="run chaos experiments (catga-bench chaos run FILE "
+                                 "[--journal PATH] [--var k=v]; experiments/ has the shipped ones)",
+                   add_help=False)
     sub.add_parser("serve", help="run the core as its own process behind NATS or Redis "
                                  "(catga-bench serve --transport nats|redis --scenario FILE)",
                    add_help=False)
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         from catga_bench.faultproxy import main as proxy_main
 
         return proxy_main(rest)
+    if args.command == "chaos":
+        from catga_bench.chaos import main as chaos_main
+
+        return chaos_main(rest)
     if args.command == "serve":
         import os
 

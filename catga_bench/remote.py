@@ -81,6 +81,7 @@ class RemoteDriver(EmbeddedDriver):
         self.bad_batches = 0
         self.core_stats: dict[str, Any] = {}
         self.core_reachable = True
+        self.core_ack_wait_s = 0.0
         self._batches_seen: set[str] = set()
         self.last_progress = time.perf_counter()
         self._done_sub: Subscription | None = None
@@ -105,6 +106,9 @@ class RemoteDriver(EmbeddedDriver):
         answer = await self.control({"op": "start", "scenario": self.scenario.name,
                                      "qos": int(self.qos), "handlers": self.handler_count})
         self.generator = int(answer["generator"])
+        ack_wait = (answer.get("core") or {}).get("ack_wait_s")
+        if isinstance(ack_wait, int | float) and ack_wait > 0:
+            self.core_ack_wait_s = float(ack_wait)
         done_qos = QoS.AT_LEAST_ONCE if int(self.qos) >= 1 else QoS.AT_MOST_ONCE
         self._done_sub = await self.transport.subscribe(
             done_subject(self.generator), self._on_batch, qos=done_qos,
@@ -246,14 +250,19 @@ class RemoteDriver(EmbeddedDriver):
 
     # ----------------------------------------------------------------- finishing
     async def finish(self, drain_timeout_s: float = 15.0) -> dict[str, Any]:
-        """Stop generating, wait for outstanding outcomes (until none arrive for 3 s, at most
-        ``drain_timeout_s``), collect the core's stats, and return the payload."""
+        """Stop generating, wait for outstanding outcomes, collect the core's stats, and return
+        the payload. A delivery the broker lost track of (a dropped link, a dead core) comes
+        back only after the core's ack wait, so the wait lasts until nothing has arrived for
+        that long plus 2 s (3 s at least), and at most ``max(drain_timeout_s, ack wait + 5 s)``
+        — only then is a missing message counted lost."""
         self._stopping = True
         self.dropped_sends += int(self.behind_s * self.total_rate)
-        deadline = time.perf_counter() + drain_timeout_s
+        redelivery_s = self.core_ack_wait_s if int(self.qos) >= 1 else 0.0  # QoS 0: never
+        idle_limit = max(3.0, redelivery_s + 2.0)
+        deadline = time.perf_counter() + max(drain_timeout_s, redelivery_s + 5.0)
         self.last_progress = time.perf_counter()
         while self.in_flight and time.perf_counter() < deadline:
-            if time.perf_counter() - self.last_progress > 3.0:
+            if time.perf_counter() - self.last_progress > idle_limit:
                 break
             await asyncio.sleep(0.02)
         undrained = self.in_flight

@@ -23,6 +23,7 @@ import importlib.util
 import itertools
 import logging
 import os
+import random
 import signal
 import sys
 import time
@@ -35,7 +36,7 @@ import orjson
 from catga_bench.embedded import EmbeddedDriver
 from catga_bench.scenario import Scenario
 from catga_bench.wire import CTL_SUBJECT, CompletionBatch, done_subject, stream_subject, unpack_seq
-from core import FanoutOutcome, IdempotencyStore, Message, QoS, Result
+from core import ErrorCode, FanoutOutcome, IdempotencyStore, Message, QoS, Result
 from core.transport import (
     BrokerUnavailable,
     Delivery,
@@ -72,6 +73,7 @@ class CompletionPublisher:
         self.published_batches = 0
         self.errors = 0
         self._commit: asyncio.Future[None] | None = None
+        self._retry: list[tuple[int, CompletionBatch]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -110,21 +112,34 @@ class CompletionPublisher:
             await asyncio.sleep(self.interval_s)
             batches, self.batches = self.batches, {}
             fut, self._commit = self._commit, None
+            # batches that failed before go first, under their old ids: if the broker did
+            # store one (its ack was lost), the generator applies it once all the same
+            parts, self._retry = self._retry, []
+            for gen, batch in batches.items():
+                for part in _split(batch, self.max_records):
+                    part.batch_id = f"{self._prefix}{next(self._ids)}"
+                    parts.append((gen, part))
+            sent = 0
             try:
-                for gen, batch in batches.items():
-                    for part in _split(batch, self.max_records):
-                        part.batch_id = f"{self._prefix}{next(self._ids)}"
-                        await self.transport.publish(done_subject(gen),
-                                                     {H_NATS_DEDUP: part.batch_id},
-                                                     part.encode(), qos=self.qos)
-                        self.published_batches += 1
+                for gen, part in parts:
+                    await self.transport.publish(done_subject(gen),
+                                                 {H_NATS_DEDUP: part.batch_id},
+                                                 part.encode(), qos=self.qos)
+                    sent += 1
+                    self.published_batches += 1
                 await self.transport.flush()
             except Exception as exc:
+                # keep every record (a handler's report must not vanish with a dropped link);
+                # the messages waiting on this commit stay unacknowledged and come back
+                self._retry = parts[sent:] + self._retry
                 self.errors += 1
-                log.warning("could not publish completions: %s", exc)
+                log.warning("could not publish completions (%d batches kept for retry): %s",
+                            len(self._retry), exc)
                 if fut is not None and not fut.done():
                     fut.set_exception(exc)
                     fut.exception()  # retrieved: waiters see it, the loop does not log it
+                self._wake.set()
+                await asyncio.sleep(0.1)
                 continue
             if fut is not None and not fut.done():
                 fut.set_result(None)
@@ -147,17 +162,65 @@ def _split(batch: CompletionBatch, n: int) -> list[CompletionBatch]:
     return out
 
 
+@dataclass
+class HandlerFault:
+    """A runtime fault on one handler (``"*"``: every handler), set by the ``fault`` control op:
+    each call first sleeps ``latency_ms``, then fails with probability ``error_rate`` (a
+    retryable ``HANDLER_FAILED`` result, as :class:`~catga_bench.profiles.Failing` gives).
+    With ``outage_s`` the fault lifts by itself that many seconds after it was set."""
+
+    handler: str = "*"
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    until: float | None = None  # time.monotonic() when it lifts; None: until fault_clear
+    injected: int = 0
+
+    def active(self) -> bool:
+        return self.until is None or time.monotonic() < self.until
+
+    def as_dict(self) -> dict[str, Any]:
+        left = None if self.until is None else max(0.0, round(self.until - time.monotonic(), 3))
+        return {"handler": self.handler, "error_rate": self.error_rate,
+                "latency_ms": self.latency_ms, "remaining_s": left, "injected": self.injected}
+
+
 class ServedCore(EmbeddedDriver):
     """The scenario's mediator and handlers, reporting to generators over the broker instead
     of to a local ledger (it never generates load itself)."""
 
     def __init__(self, scenario: Scenario, publisher: CompletionPublisher, *,
                  handler_count: int | None = None,
-                 defects: frozenset[str] = frozenset()) -> None:
+                 defects: frozenset[str] = frozenset(),
+                 faults: dict[str, HandlerFault] | None = None) -> None:
         self.publisher = publisher
+        # handler name (or "*") -> runtime fault; shared with BenchServer, which sets it
+        self.faults: dict[str, HandlerFault] = {} if faults is None else faults
         super().__init__(scenario, handler_count=handler_count, defects=defects)
         self.registry = TypeRegistry(st.msg_type for st in self.streams)
         self.stream_of = {st.msg_type: st for st in self.streams}
+
+    def wrap_handler(self, stream: int, handler: int, fn: Any) -> Any:
+        """Every handler can be given a runtime fault (``fault`` control op); with none set
+        the wrapper costs one dict lookup."""
+        fn = super().wrap_handler(stream, handler, fn)
+        faults = self.faults
+        name: list[str] = []  # resolved on the first call (the stream is built after this)
+
+        async def maybe_faulty(msg: Any) -> Any:
+            if faults:
+                if not name:
+                    name.append(self.streams[stream].handlers[handler].name)
+                fault = faults.get(name[0]) or faults.get("*")
+                if fault is not None and fault.active():
+                    if fault.latency_ms:
+                        await asyncio.sleep(fault.latency_ms / 1000.0)
+                    if fault.error_rate and random.random() < fault.error_rate:
+                        fault.injected += 1
+                        self.failed(stream, handler, msg.seq)
+                        return Result.failure(ErrorCode.HANDLER_FAILED, "injected fault")
+            return await fn(msg)
+
+        return maybe_faulty
 
     def handled(self, stream: int, handler: int, seq: int) -> None:
         gen, local = unpack_seq(seq)
@@ -216,8 +279,10 @@ class BenchServer:
 
     def __init__(self, transport: Transport, scenarios: dict[str, Scenario], *,
                  defects: frozenset[str] = frozenset(), max_in_flight: int = 1024,
-                 idempotency: IdempotencyStore | None = None) -> None:
+                 idempotency: IdempotencyStore | None = None,
+                 ack_wait_s: float | None = None) -> None:
         self.transport = transport
+        self.ack_wait_s = ack_wait_s  # told to generators: how long a redelivery may take
         self.idempotency = idempotency
         self.scenarios = scenarios
         self.defects = defects
@@ -227,6 +292,7 @@ class BenchServer:
         self.next_generator = (os.getpid() * 1009 + int(time.time())) % 1_000_000 + 1
         self._ctl: Subscription | None = None
         self.collector: Any = None
+        self.faults: dict[str, HandlerFault] = {}  # runtime handler faults (op "fault")
 
     async def start(self) -> None:
         """Answer control requests; a scenario is served once a generator starts or joins."""
@@ -242,7 +308,7 @@ class BenchServer:
         # records of a run at QoS >= 1 are stored by the broker before messages are acked
         self.publisher.qos = QoS.AT_LEAST_ONCE if qos >= 1 else QoS.AT_MOST_ONCE
         core = ServedCore(scenario, self.publisher, handler_count=handlers,
-                          defects=self.defects)
+                          defects=self.defects, faults=self.faults)
         if self.idempotency is not None:  # e.g. Redis: survives a restart of this process
             core.mediator.idempotency = self.idempotency
         core.start()
@@ -321,7 +387,8 @@ class BenchServer:
             else:  # a generator's keep-alive: a restarted core learns the run from it
                 gen = int(req["generator"])
             run.generators.add(gen)
-            return {"ok": True, "generator": gen, "core": {"pid": os.getpid()}}
+            return {"ok": True, "generator": gen,
+                    "core": {"pid": os.getpid(), "ack_wait_s": self.ack_wait_s}}
         if op == "stop":
             run = self.run
             gen = int(req.get("generator", 0))
@@ -331,7 +398,43 @@ class BenchServer:
             if run.generators:
                 return {"ok": True, "stats": {}}  # the last generator gets the core's stats
             return {"ok": True, "stats": await self._stop_run()}
-        return {"ok": False, "error": f"unknown op {op!r}; allowed: start, stop, ping"}
+        if op == "fault":
+            return self._set_fault(req)
+        if op == "fault_clear":
+            cleared = [f.as_dict() for f in self.faults.values()]
+            self.faults.clear()
+            return {"ok": True, "cleared": cleared}
+        return {"ok": False, "error": f"unknown op {op!r}; allowed: start, join, stop, ping, "
+                "fault, fault_clear"}
+
+    def _set_fault(self, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"op": "fault", "handler": NAME|"*", "error_rate": 0..1, "latency_ms": N,
+        "outage_s": N}``: wrap that handler's calls with a fault (replaces its previous one).
+        ``outage_s`` alone means every call fails for that long."""
+        handler = str(req.get("handler", "*"))
+        known = sorted({h.name for st in self.run.core.streams for h in st.handlers}) \
+            if self.run is not None else None
+        if handler != "*" and known is not None and handler not in known:
+            return {"ok": False, "error": f"fault: unknown handler {handler!r}; this run's "
+                    f"handlers: *, {', '.join(known)}"}
+        outage = req.get("outage_s")
+        rate = req.get("error_rate", 1.0 if outage is not None else 0.0)
+        latency = req.get("latency_ms", 0.0)
+        try:
+            rate, latency = float(rate), float(latency)
+            outage = None if outage is None else float(outage)
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "fault: error_rate, latency_ms and outage_s must be "
+                    "numbers"}
+        if not 0.0 <= rate <= 1.0:
+            return {"ok": False, "error": f"fault: error_rate must be within 0..1, got {rate}"}
+        if latency < 0 or (outage is not None and outage <= 0):
+            return {"ok": False, "error": "fault: latency_ms must be >= 0 and outage_s > 0"}
+        fault = HandlerFault(handler, rate, latency,
+                             None if outage is None else time.monotonic() + outage)
+        self.faults[handler] = fault
+        log.warning("runtime fault on handler %s: %s", handler, fault.as_dict())
+        return {"ok": True, "fault": fault.as_dict()}
 
     async def close(self) -> None:
         if self._ctl is not None:
@@ -441,7 +544,8 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> in
             await transport.close()
             return EXIT_ENVIRONMENT
     server = BenchServer(transport, scenarios, defects=defects_from_env(),
-                         max_in_flight=args.max_in_flight, idempotency=store)
+                         max_in_flight=args.max_in_flight, idempotency=store,
+                         ack_wait_s=args.ack_wait_s)
     if args.metrics_port:
         from prometheus_client import CollectorRegistry, start_http_server
 

@@ -1,0 +1,3 @@
+from catga_bench.chaos.cli import main
+
+raise SystemExit(main())
