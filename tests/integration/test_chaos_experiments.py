@@ -25,16 +25,19 @@ SHORT = ["--var", "duration=14", "--var", "warmup_s=4"]
 CASES: list[tuple[str, list[str], str, tuple[str, bool], bool]] = [
     ("link_latency", [*SHORT, "--var", "fault_s=4"], "nats", ("completed", False), True),
     ("handler_outage", [*SHORT], "nats", ("completed", False), True),
-    # finding: a 5 s partition of the NATS link at QoS 1 may report acknowledged messages
-    # lost (see the report); the experiment says so, by deviating. Checked: it recovers.
+    # a partition: lost 0 and recovered in 2-3 s in 4 of 5 runs; in one the generator's
+    # connect raced the proxy (exit 3): the verdict is reported, recovery checked
     ("link_partition", [*SHORT, "--var", "down_s=4"], "nats", ("any", False), True),
     ("broker_kill_restart", [*SHORT, "--var", "down_s=2"], "redis", ("completed", False), True),
     ("bandwidth_squeeze", [*SHORT, "--var", "fault_s=4"], "redis", ("completed", False), False),
     ("reset_peer_storm", [*SHORT, "--var", "fault_s=3"], "nats", ("any", False), False),
-    # finding: after a 5 s SIGSTOP of nats-server the run did not recover (lost 53,720
-    # handlings, throughput never back): the experiment deviates on the clean build
-    ("broker_pause", [*SHORT, "--var", "pause_s=4"], "nats", ("failed", True), False),
-    # finding: over NATS the 10x overload misses: P99 3.5 s, lost 20,887, rejected 109,449
+    # fixed since first run (completion batches kept for retry, drain waits the ack wait):
+    # lost 0, throughput back 0.6 s after SIGCONT
+    ("broker_pause", [*SHORT, "--var", "pause_s=4"], "nats", ("completed", False), False),
+    # finding: over NATS the 10x overload misses: rejected QoS 1 messages are nacked and
+    # redelivered (rejected 109,629 of 23,169 sent), the backlog stays in the broker when the
+    # run ends (counted lost: 21,028), P99 2.1 s — the core should fetch only what its bulkhead
+    # can take instead
     ("overload_10x", ["--var", "duration=12"], "nats", ("failed", True), False),
 ]
 RUN_ALL = os.environ.get("CATGA_CHAOS_ALL") == "1"
