@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("proxy", help="TCP fault proxy speaking the Toxiproxy HTTP API "
                                  "(catga-bench proxy [--host H] [--port 8474] [--config FILE])",
                    add_help=False)
+    sub.add_parser("gate", help="the release-gating chaos suite: every scenario judged by its "
+                                "SLO gate, embedded and over brokers (catga-bench gate --help)",
+                   add_help=False)
     sub.add_parser("chaos", help="run chaos experiments (catga-bench chaos run FILE "
                                  "[--journal PATH] [--var k=v]; experiments/ has the shipped ones)",
                    add_help=False)
@@ -90,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         from catga_bench.faultproxy import main as proxy_main
 
         return proxy_main(rest)
+    if args.command == "gate":
+        from catga_bench.gate_suite import main as gate_main
+
+        return gate_main(rest)
     if args.command == "chaos":
         from catga_bench.chaos import main as chaos_main
 

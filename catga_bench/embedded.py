@@ -83,7 +83,14 @@ class EmbeddedDriver:
         scenario: the workload (rate is set per producer with :meth:`set_producer_rate`).
         handler_count: ``--handlers`` override for streams built by a factory.
         max_in_flight: safety cap on messages in flight from this generator.
-        defects: names of deliberately broken behaviours to inject (tests of the gate only).
+        defects: seeded defects to inject (gate tests only; the catalogue and what each one
+            breaks: :mod:`catga_bench.defects`). ``block_loop`` is applied here
+            (:meth:`wrap_handler`); ``unbounded_queue`` goes to the limiters;
+            ``breaker_disabled``, ``dedup_off`` and ``ack_before_handling`` to the mediator.
+            The embedded analogue of ``ack_before_handling``: a QoS >= 1 publish reports
+            success before any handler ran, and handler failures are then dropped (not
+            retried, not dead-lettered, not reported), so messages a breaker rejected during
+            an outage are acknowledged yet never handled: the ledger counts them lost.
 
     Call :meth:`start` on the loop, then :meth:`finish` to stop and get the mergeable payload.
     """
@@ -104,10 +111,14 @@ class EmbeddedDriver:
         self.defects = defects
         self.qos = QoS(scenario.qos)
         b = scenario.bulkhead
-        self.limiter = ConcurrencyLimiter(b.max_concurrency, b.max_queue, name="mediator")
+        # seeded defects (catga_bench.defects) go to the core objects explicitly; each picks
+        # its behaviour once, here, so the clean build does no extra work per message
+        self.limiter = ConcurrencyLimiter(b.max_concurrency, b.max_queue, name="mediator",
+                                          defects=defects)
         self.mediator = Mediator(
             limiter=self.limiter,
             retry=RetryPolicy(max_attempts=3, base_delay_s=0.005, max_delay_s=0.1),
+            defects=defects,
         )
         self.lag = LoopLagMonitor(interval_s=0.05)
         self.lag_hdr = new_hdr()
@@ -149,7 +160,7 @@ class EmbeddedDriver:
         limiter = None
         if spec.bulkhead is not None:
             limiter = ConcurrencyLimiter(spec.bulkhead.max_concurrency, spec.bulkhead.max_queue,
-                                         name=spec.name)
+                                         name=spec.name, defects=self.defects)
         for h_index, h in enumerate(handlers):
             if not self.serves_locally:
                 break

@@ -26,6 +26,7 @@ from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from catga_bench.bridge import BridgeError, LoopThread
+from catga_bench.defects import defects_from_env
 from catga_bench.gate import EXIT_ENVIRONMENT, EXIT_USAGE, RunFacts, build_report, merge_payloads
 from catga_bench.options import RunOptions, add_arguments, parse_options
 from catga_bench.slo import ConfigError
@@ -40,13 +41,6 @@ MSG_FINISH = "catga_finish"
 MSG_PAYLOAD = "catga_payload"
 REQUEST_TYPE = "catga"
 PROGRESS_EVERY_S = 5.0
-
-
-def defects_from_env() -> frozenset[str]:
-    """Deliberately broken behaviours for gate tests, from ``CATGA_BENCH_DEFECTS`` (comma list).
-    Known: ``block_loop`` (a handler blocks the event loop 200 ms once a second)."""
-    raw = os.environ.get("CATGA_BENCH_DEFECTS", "")
-    return frozenset(d.strip() for d in raw.split(",") if d.strip())
 
 
 def _fail_usage(message: str) -> None:
@@ -366,6 +360,7 @@ def install(scenario_lookup: Callable[[Environment], tuple[Scenario, str] | None
         scenario, name = found
         try:
             options = parse_options(environment.parsed_options)
+            defects_from_env()  # an unknown CATGA_BENCH_DEFECTS name is a usage error (exit 2)
             harness = Harness(environment, options, scenario, name)
         except ConfigError as exc:
             _fail_usage(str(exc))

@@ -42,6 +42,9 @@ from core.transport.envelope import MalformedMessage, decode_result
 
 log = logging.getLogger("catga.bench")
 
+#: ack wait of the generator's completion subscription (seconds)
+DONE_ACK_WAIT_S = 2.0
+
 
 class CoreUnavailable(TransportError):
     """No ``catga-bench serve`` answered, or it refused the run (the reason says which)."""
@@ -265,6 +268,10 @@ class RemoteDriver(EmbeddedDriver):
             if time.perf_counter() - self.last_progress > idle_limit:
                 break
             await asyncio.sleep(0.02)
+        if self.transport.stats.disconnects and int(self.qos) >= 1:
+            # the link dropped during the run: a completion batch in flight then is redelivered
+            # after the generator's ack wait; give it the time before judging
+            await asyncio.sleep(DONE_ACK_WAIT_S + 1.0)
         undrained = self.in_flight
         for t in self._tasks:
             t.cancel()
@@ -323,7 +330,9 @@ async def open_remote_driver(scenario: Scenario, kind: str, url: str, *,
     """
     from core.transport import open_transport
 
-    transport = open_transport(kind, url)
+    # the generator's own ack wait only matters for its completion subscription: a batch
+    # whose delivery a dropped link swallowed comes back after this long (batch ids dedup)
+    transport = open_transport(kind, url, ack_wait_s=DONE_ACK_WAIT_S)
     await transport.connect()
     try:
         driver = RemoteDriver(scenario, transport, handler_count=handler_count)

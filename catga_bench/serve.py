@@ -514,7 +514,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> int:
-    from catga_bench.harness import defects_from_env
+    from catga_bench.defects import defects_from_env
+    from catga_bench.slo import ConfigError
+
+    try:
+        defects = defects_from_env()
+    except ConfigError as exc:
+        sys.stderr.write(f"catga-bench serve: error: {exc}\n")
+        return EXIT_USAGE
 
     url = args.nats_url if args.transport == "nats" else args.redis_url
     transport = open_transport(args.transport, url, ack_wait_s=args.ack_wait_s)
@@ -543,7 +550,7 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> in
                              f"is unreachable: {exc}\n")
             await transport.close()
             return EXIT_ENVIRONMENT
-    server = BenchServer(transport, scenarios, defects=defects_from_env(),
+    server = BenchServer(transport, scenarios, defects=defects,
                          max_in_flight=args.max_in_flight, idempotency=store,
                          ack_wait_s=args.ack_wait_s)
     if args.metrics_port:

@@ -68,6 +68,9 @@ class MediatorEndpoint:
         max_in_flight: deliveries handled at once per subscription (the broker holds the rest).
         on_outcome: awaited after each event or request was processed, before settling.
         rejected_redelivery_s: delay before a rejected QoS >= 1 message is redelivered.
+        defects: seeded defects (gate tests only; default: the mediator's ``defects``).
+            ``ack_before_handling``: every event delivery is acked first and handled after
+            (:meth:`_on_event_ack_first`), so a core that dies mid-message loses it.
 
     Attributes:
         malformed: dead-lettered malformed messages by reason. rejected_dropped: QoS 0 messages
@@ -77,7 +80,8 @@ class MediatorEndpoint:
     def __init__(self, mediator: Mediator, transport: Transport, registry: TypeRegistry, *,
                  group: str = "catga-core", max_in_flight: int = 1024,
                  on_outcome: OutcomeHook | None = None,
-                 rejected_redelivery_s: float = 0.05) -> None:
+                 rejected_redelivery_s: float = 0.05,
+                 defects: frozenset[str] | None = None) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         self.mediator = mediator
@@ -92,6 +96,11 @@ class MediatorEndpoint:
         self.rejected_redelivered = 0
         self.errors = 0
         self._subs: list[Subscription] = []
+        if defects is None:
+            defects = getattr(mediator, "defects", frozenset())
+        self.defects = frozenset(defects)
+        if "ack_before_handling" in self.defects:  # chosen once: no per-delivery check
+            self._on_event = self._on_event_ack_first  # type: ignore[method-assign]
 
     async def serve_events(self, subject: str, qos: QoS) -> Subscription:
         """Publish every event arriving on ``subject`` to the local handlers."""
@@ -141,6 +150,23 @@ class MediatorEndpoint:
         if self.on_outcome is not None:
             await self.on_outcome(msg, result, d)
         await d.ack()
+
+    async def _on_event_ack_first(self, d: Delivery) -> None:
+        """Defect ``ack_before_handling``: ack the delivery, then decode and publish it. The
+        broker forgets the message before any handler ran: a crash (or a rejection by the
+        limiter) now loses it instead of leaving it for redelivery."""
+        await d.ack()
+        msg = await self._decode(d)
+        if msg is None or not isinstance(msg, Event):
+            return
+        try:
+            result = await self.mediator.publish(msg)
+        except Exception:
+            self.errors += 1
+            log.exception("publish raised on %s", d.subject)
+            return
+        if self.on_outcome is not None:
+            await self.on_outcome(msg, result, d)
 
     async def _on_request(self, d: Delivery) -> None:
         msg = await self._decode(d)

@@ -1,0 +1,66 @@
+"""Seeded core defects: deliberately broken variants of the core that the gate must catch.
+
+A gate that cannot fail is worthless. Each defect here breaks one guarantee of the core; the
+release-gating suite (``catga-bench gate``) proves that the case responsible for that guarantee
+fails when the defect is present and passes without it (tests/chaos/test_gate_defects.py).
+
+Defects are chosen ONLY by the environment variable ``CATGA_BENCH_DEFECTS`` (a comma list), so
+they reach the Locust and ``catga-bench serve`` subprocesses of a test without any option a
+user could set by mistake. This module is the only place that reads it; the core objects take
+the set explicitly (``defects=`` on :class:`~core.Mediator`,
+:class:`~core.ConcurrencyLimiter` and :class:`~core.transport.endpoint.MediatorEndpoint`) and
+pick their behaviour once, at construction: the clean build does no extra work per message.
+"""
+
+from __future__ import annotations
+
+import os
+
+from catga_bench.slo import ConfigError
+
+ENV_VAR = "CATGA_BENCH_DEFECTS"
+
+#: name -> one line: what is broken (and which gate case must catch it)
+DEFECTS: dict[str, str] = {
+    "block_loop": "a handler blocks the event loop 200 ms once a second "
+                  "(caught by high_fanout: P99)",
+    "breaker_disabled": "per-handler circuit breakers never open "
+                        "(caught by failing_handlers: breaker targets)",
+    "unbounded_queue": "the concurrency limiter's wait queue has no bound "
+                       "(caught by overload: no rejections, P99)",
+    "dedup_off": "QoS 2 deduplication does nothing: the idempotency store never finds a key "
+                 "(caught by exactly_once: duplicates)",
+    "ack_before_handling": "a QoS >= 1 message is acknowledged before it is handled and its "
+                           "handler failures are dropped (caught by failing_handlers: lost, "
+                           "embedded and over a broker)",
+}
+
+
+def parse_defects(raw: str) -> frozenset[str]:
+    """Parse a comma list of defect names (blanks ignored).
+
+    Raises:
+        ConfigError: (a ValueError) an unknown name; the message lists the allowed ones.
+    """
+    names = frozenset(d.strip() for d in raw.split(",") if d.strip())
+    unknown = sorted(names - DEFECTS.keys())
+    if unknown:
+        raise ConfigError(
+            f"{ENV_VAR}: unknown defect {unknown[0]!r}; allowed: {', '.join(sorted(DEFECTS))}"
+        )
+    return names
+
+
+def defects_from_env() -> frozenset[str]:
+    """The seeded defects named in ``CATGA_BENCH_DEFECTS`` (empty: the clean build).
+
+    Raises:
+        ConfigError: an unknown defect name (listing the allowed names).
+    """
+    return parse_defects(os.environ.get(ENV_VAR, ""))
+
+
+def describe() -> str:
+    """The catalogue, one defect a line (for ``--help``)."""
+    width = max(map(len, DEFECTS))
+    return "\n".join(f"  {name:<{width}}  {text}" for name, text in DEFECTS.items())

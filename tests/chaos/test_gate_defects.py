@@ -1,0 +1,84 @@
+"""Gate sensitivity: ``catga-bench gate`` passes the clean build, and each seeded defect
+(``CATGA_BENCH_DEFECTS``, catga_bench/defects.py) makes the case responsible for it fail with
+exit 1 on the expected SLO target. A gate that cannot fail is worthless.
+
+One clean gate run covers every case involved (one call, four Locust runs); each defect then
+gets one run of the single case that must catch it. About 2.5 minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catga_bench import gate_suite
+
+pytestmark = pytest.mark.slow
+
+CASES = ("high_fanout", "failing_handlers", "overload", "exactly_once")
+
+
+def _gate(tmp_path: Path, only: str) -> tuple[int, dict[str, Any]]:
+    out = tmp_path / "gate.json"
+    code = gate_suite.main(["--profile", "ci", "--only", only, "--json", str(out),
+                            "--report-dir", str(tmp_path / "reports")])
+    assert out.exists(), f"gate exited {code} without writing {out}"
+    return code, json.loads(out.read_text())
+
+
+def _case(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    rows = [c for c in doc["cases"] if c["case"] == name and c["transport"] == "embedded"]
+    assert len(rows) == 1, doc["cases"]
+    return rows[0]
+
+
+def test_clean_build_passes_every_case_that_must_catch_a_defect(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CATGA_BENCH_DEFECTS", raising=False)
+    code, doc = _gate(tmp_path, ",".join(CASES))
+    assert code == 0, json.dumps([(c["case"], c["verdict"]) for c in doc["cases"]])
+    assert doc["passed"] is True and doc["defects"] == []
+    for name in CASES:
+        case = _case(doc, name)
+        assert case["status"] == "PASS" and case["failed_targets"] == []
+    assert _case(doc, "exactly_once")["figures"]["duplicates"] == 0
+    assert _case(doc, "failing_handlers")["figures"]["lost"] == 0
+    assert _case(doc, "overload")["figures"]["rejected"] > 0
+
+
+@pytest.mark.parametrize(
+    ("defect", "case", "target"),
+    [
+        ("block_loop", "high_fanout", "p99_latency"),
+        ("breaker_disabled", "failing_handlers", "breaker_opens_within"),
+        ("unbounded_queue", "overload", "min_rejected"),
+        ("dedup_off", "exactly_once", "duplicates"),
+        ("ack_before_handling", "failing_handlers", "lost"),
+    ],
+)
+def test_each_seeded_defect_fails_its_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           defect: str, case: str, target: str) -> None:
+    monkeypatch.setenv("CATGA_BENCH_DEFECTS", defect)
+    code, doc = _gate(tmp_path, case)
+    row = _case(doc, case)
+    assert code == 1, f"{defect}: gate exited {code}: {row['verdict']}"
+    assert doc["defects"] == [defect] and doc["passed"] is False
+    assert row["status"] == "FAIL" and target in row["failed_targets"], row["verdict"]
+    slo = {r["name"]: r for r in row["slo"]}
+    assert slo[target]["passed"] is False
+    figures = row["figures"]
+    if defect == "block_loop":
+        assert figures["p99_ms"] >= 100 and figures["loop_lag_max_ms"] >= 150
+    elif defect == "breaker_disabled":
+        assert figures["breaker_opened"] == 0
+        assert "breaker_closes_within" in row["failed_targets"]
+    elif defect == "unbounded_queue":
+        assert figures["rejected"] == 0
+        assert "p99_latency" in row["failed_targets"]
+    elif defect == "dedup_off":
+        assert figures["duplicates"] > 0
+    else:  # ack_before_handling: failures during the outage vanished after the early ack
+        assert figures["lost"] > 0
