@@ -105,12 +105,24 @@ class BrokerProcess:
             if self.proc.poll() is not None:
                 raise BrokerStartError(f"{self.kind} exited with {self.proc.returncode}: "
                                        f"{self._log_tail()}")
-            if port_open("127.0.0.1", self.port):
+            if port_open("127.0.0.1", self.port) and self._answers():
                 return self
             time.sleep(0.02)
         self.kill()
         raise BrokerStartError(f"{self.kind} did not listen on port {self.port} within "
                                f"{timeout_s:g} s: {self._log_tail()}")
+
+    def _answers(self) -> bool:
+        """Redis: PING answers PONG (not LOADING while it replays its AOF after a restart).
+        NATS: the server sends its INFO line."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                if self.kind == "redis":
+                    s.sendall(b"PING\r\n")
+                    return s.recv(64).startswith(b"+PONG")
+                return s.recv(8).startswith(b"INFO")
+        except OSError:
+            return False
 
     @property
     def running(self) -> bool:

@@ -16,7 +16,7 @@ Layout on the broker:
   ``MAX_DELIVERIES`` advisory. :meth:`NatsTransport.dead_letters` reads them back.
 
 Reconnects are nats-py's own (bounded by ``max_reconnect_attempts``); the initial connect gives
-up after a few attempts (about ``connect_timeout_s + 2 * reconnect_wait_s``) with
+up after 3 attempts (at most ``3 * connect_timeout_s + 2 * reconnect_wait_s``) with
 :class:`~core.transport.base.BrokerUnavailable`.
 """
 
@@ -178,7 +178,7 @@ class NatsTransport(Transport):
     async def connect(self) -> None:
         """Connect to ``url`` (no-op when connected).
 
-        Tries a few times, about ``connect_timeout_s + 2 * reconnect_wait_s`` in all; later drops
+        Tries 3 times, at most ``3 * connect_timeout_s + 2 * reconnect_wait_s`` in all; later drops
         are retried by nats-py up to ``max_reconnect_attempts`` times.
 
         Raises:
@@ -187,7 +187,10 @@ class NatsTransport(Transport):
         if self._nc is not None and not self._nc.is_closed:
             return
         nc = Client()
-        budget = self.connect_timeout_s + 2 * self.reconnect_wait_s + 0.5
+        # every attempt may use its whole timeout (a loaded proxy or broker answers slowly);
+        # a refused connection fails each attempt at once
+        budget = (_INITIAL_CONNECT_ATTEMPTS * self.connect_timeout_s
+                  + (_INITIAL_CONNECT_ATTEMPTS - 1) * self.reconnect_wait_s + 0.5)
         self._connecting = True
         try:
             await asyncio.wait_for(nc.connect(
