@@ -361,12 +361,16 @@ class Connection:
                 link.add_toxic(toxic)
         client.out_link, client.in_link = up, down
         server.out_link, server.in_link = down, up
-        for data in client.early:
-            up.feed(data)
-        client.early.clear()
-        if client.early_eof:
-            up.feed_eof()
+        # bytes either side sent before the links existed: the client's request, and the
+        # upstream's greeting (server-first protocols: NATS INFO, SMTP, MySQL) — both go on
+        for side, link in ((client, up), (server, down)):
+            for data in side.early:
+                link.feed(data)
+            side.early.clear()
+            if side.early_eof:
+                link.feed_eof()
         client.transport.resume_reading()
+        server.transport.resume_reading()  # data_received paused it if it parked bytes
 
     def add_toxic(self, spec: ToxicSpec, rng: random.Random) -> None:
         """Start a newly added toxic on the matching link."""

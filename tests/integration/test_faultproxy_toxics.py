@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from catga_bench.brokers import BrokerProcess
 from catga_bench.faultproxy import FaultProxyServer
 from catga_bench.faultproxy.testing import ApiClient, Upstream, connect
 
@@ -286,3 +287,53 @@ def test_toxicity_zero_never_one_always_and_drawn_per_connection() -> None:
         assert any(slow) and any(fast), half
 
     run(scenario, echo=True)
+
+
+def test_server_first_greeting_reaches_the_client_at_once(nats_server: BrokerProcess) -> None:
+    """Server-first protocols (NATS INFO, SMTP, MySQL): the upstream speaks as soon as it
+    accepts, often before the proxy has built its links; those early bytes must still reach
+    the client without the client sending anything (they were once parked until it did, so
+    1 in 4 NATS connections through the proxy stalled until its connect timeout). The proxy
+    runs as its own process, as users run it (`catga-bench proxy`)."""
+    import subprocess
+    import sys
+    import time
+
+    from _support import free_port
+
+    api_port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "catga_bench.cli", "proxy", "--port",
+                             str(api_port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+
+    async def main() -> list[float]:
+        up_port = nats_server.port  # nats-server greets with INFO the moment it accepts
+        api = ApiClient(f"http://127.0.0.1:{api_port}")
+        for _ in range(100):
+            try:
+                status, proxy = await api.post("/proxies", {
+                    "name": "nats", "listen": "127.0.0.1:0",
+                    "upstream": f"127.0.0.1:{up_port}"})
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        assert status == 201, proxy
+        waits: list[float] = []
+        for _ in range(40):
+            start = time.perf_counter()
+            reader, writer = await connect(proxy["listen"])
+            try:
+                line = await asyncio.wait_for(reader.readline(), 2)
+            except TimeoutError:
+                line = b""
+            waits.append(time.perf_counter() - start)
+            assert line.startswith(b"INFO "), f"greeting stalled ({len(waits)} connections)"
+            writer.close()
+        return waits
+
+    try:
+        waits = asyncio.run(main())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert max(waits) < 1.0, sorted(waits)[-5:]
