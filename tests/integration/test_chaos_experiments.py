@@ -25,8 +25,9 @@ SHORT = ["--var", "duration=14", "--var", "warmup_s=4"]
 CASES: list[tuple[str, list[str], str, tuple[str, bool], bool]] = [
     ("link_latency", [*SHORT, "--var", "fault_s=4"], "nats", ("completed", False), True),
     ("handler_outage", [*SHORT], "nats", ("completed", False), True),
-    # a partition: lost 0 and recovered in 2-3 s in 4 of 5 runs; in one the generator's
-    # connect raced the proxy (exit 3): the verdict is reported, recovery checked
+    # a partition: lost 0 and throughput back in 2-3 s in every run since the proxy forwards
+    # server-first greetings (before, 1 in 4 connects through it stalled); the verdict is
+    # reported and recovery checked rather than pinned
     ("link_partition", [*SHORT, "--var", "down_s=4"], "nats", ("any", False), True),
     ("broker_kill_restart", [*SHORT, "--var", "down_s=2"], "redis", ("completed", False), True),
     ("bandwidth_squeeze", [*SHORT, "--var", "fault_s=4"], "redis", ("completed", False), False),
