@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catga_bench.coreproc import CoreProcess, CoreStartError
 from catga_bench.defects import ENV_VAR, defects_from_env, describe
 from catga_bench.gate import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 from catga_bench.slo import ConfigError
 
 PROFILES = ("ci", "release")
 TRANSPORTS = ("embedded", "nats", "redis")
-READY_MARKER = "catga-bench serve: ready"
 
 
 @dataclass(frozen=True)
@@ -174,53 +174,6 @@ def plan(cases: list[str] | None, transports: list[str]) -> list[tuple[Case, str
 
 
 # --------------------------------------------------------------------------- running cases
-class _Serve:
-    """``catga-bench serve`` in a subprocess: start (wait for readiness), kill -9, stop."""
-
-    def __init__(self, kind: str, url: str, scenarios: Path, log: Path, *extra: str) -> None:
-        self.argv = [sys.executable, "-m", "catga_bench.cli", "serve", "--transport", kind,
-                     f"--{kind}-url", url, "--scenarios", str(scenarios), "--metrics-port", "0",
-                     *extra]
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.error: str | None = None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        self.starts += 1
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         env={**os.environ,
-                                              "LOCUST_SKIP_MONKEY_PATCH": "1"})
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"catga-bench serve exited {self.proc.returncode}: "
-                                   f"{_tail(self.output())}")
-            if self.output().count(READY_MARKER) >= self.starts:
-                return
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"catga-bench serve was not ready within {timeout_s:g} s: "
-                           f"{_tail(self.output())}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 def _tail(text: str, n: int = 3) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return " | ".join(lines[-n:]) if lines else "(no output)"
@@ -253,7 +206,7 @@ def run_case(case: Case, transport: str, profile: str, scenarios: Path, out_dir:
     cmd = [sys.executable, "-m", "locust", "-f", str(scenarios / f"{case.scenario}.py"),
            "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
            "--only-summary", "--report-dir", str(report_dir), *case.args]
-    serve: _Serve | None = None
+    serve: CoreProcess | None = None
     chaos: threading.Thread | None = None
     chaos_errors: list[str] = []
     t0 = time.monotonic()
@@ -270,10 +223,11 @@ def run_case(case: Case, transport: str, profile: str, scenarios: Path, out_dir:
         assert broker_url is not None
         cmd += ["--transport", transport, f"--{transport}-url", broker_url]
         extra = ("--ack-wait-s", "2") if case.kill_at else ()
-        serve = _Serve(transport, broker_url, scenarios, report_dir / "serve.log", *extra)
+        serve = CoreProcess(transport, broker_url, report_dir / "serve.log",
+                            ["--scenarios", str(scenarios), *extra])
         try:
             serve.start()
-        except RuntimeError as exc:
+        except CoreStartError as exc:
             return result("ERROR", None, f"the core did not start: {exc}")
         if case.kill_at:
             kill_at, down_s = case.kill_at[profile], case.down_s
@@ -285,7 +239,7 @@ def run_case(case: Case, transport: str, profile: str, scenarios: Path, out_dir:
                 time.sleep(down_s)
                 try:
                     srv.start()
-                except RuntimeError as exc:
+                except CoreStartError as exc:
                     chaos_errors.append(f"the core did not restart: {exc}")
 
             chaos = threading.Thread(target=_chaos, daemon=True)

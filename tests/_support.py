@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from catga_bench.coreproc import CoreProcess as _CoreProcess
+from catga_bench.coreproc import CoreStartError
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
 
@@ -23,11 +26,16 @@ def require_tool(name: str, install_hint: str) -> str:
     in CI is not a passing test), a skip elsewhere."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed ({install_hint})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+        missing(f"{name} is not installed ({install_hint})")
+    return path  # type: ignore[return-value]
+
+
+def missing(message: str) -> None:
+    """A tool, package or service a test needs is missing: a failure under ``CI=true``, a skip
+    elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def free_port() -> int:
@@ -73,50 +81,23 @@ def run_locust(scenario: str, tmp_path: Path, *args: str, seconds: int = 10, use
     return LocustRun(proc.returncode, proc.stdout + proc.stderr, report_dir)
 
 
-class CoreProcess:
-    """``catga-bench serve`` in a subprocess (start, kill -9, restart), logging to a file."""
+class CoreProcess(_CoreProcess):
+    """``catga-bench serve`` for a test (serving ``scenario``, log in ``workdir``); a core that
+    does not start fails the test. A context manager: enter starts it, exit stops it."""
 
     def __init__(self, transport: str, url: str, scenario: str, workdir: Path,
                  *extra: str, env: dict[str, str] | None = None) -> None:
-        self.argv = [sys.executable, "-m", "catga_bench.cli", "serve", "--transport", transport,
-                     f"--{transport}-url", url, "--scenario", str(SCENARIOS / f"{scenario}.py"),
-                     "--scenarios", str(SCENARIOS), "--metrics-port", "0", *extra]
-        self.log = workdir / f"serve-{transport}-{scenario}.log"
-        self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
+        super().__init__(transport, url, workdir / f"serve-{transport}-{scenario}.log",
+                         ["--scenario", str(SCENARIOS / f"{scenario}.py"),
+                          "--scenarios", str(SCENARIOS), *extra], env=env)
 
-    def start(self, timeout_s: float = 20.0) -> CoreProcess:
-        import time
-
-        self.starts += 1
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         env=self.env)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.output()}")
-            if self.output().count("catga-bench serve: ready") >= self.starts:
-                return self
-            time.sleep(0.05)
-        raise AssertionError(f"serve did not start in {timeout_s} s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def start(self, timeout_s: float = 20.0) -> CoreProcess:  # type: ignore[override]
+        try:
+            super().start(timeout_s)
+        except CoreStartError as exc:
+            raise AssertionError(str(exc).replace("catga-bench serve exited", "serve exited")
+                                 ) from None
+        return self
 
     def __enter__(self) -> CoreProcess:
         return self.start()

@@ -24,6 +24,8 @@ import orjson
 
 from catga_bench.brokers import BrokerProcess
 from catga_bench.chaos.model import Environment, LoadEnv
+from catga_bench.coreproc import CoreProcess as _CoreProcess
+from catga_bench.coreproc import CoreStartError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -117,57 +119,22 @@ class ProxyProcess:
             self.proc.stdout.close()
 
 
-class CoreProcess:
-    """``catga-bench serve`` in a subprocess, logging to a file (kill -9 and restart)."""
+class CoreProcess(_CoreProcess):
+    """``catga-bench serve`` for an experiment (logging to ``workdir/core.log``); a core that
+    does not start is an environment error."""
 
     def __init__(self, transport: str, url: str, scenario: Path, workdir: Path,
                  extra: list[str]) -> None:
-        self.argv = [sys.executable, "-m", "catga_bench.cli", "serve", "--transport", transport,
-                     f"--{transport}-url", url, "--scenario", str(scenario),
-                     "--scenarios", str(SCENARIOS), "--metrics-port", "0", *extra]
-        self.log = workdir / "core.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        env = _python_env()
+        super().__init__(transport, url, workdir / "core.log",
+                         ["--scenario", str(scenario), "--scenarios", str(SCENARIOS), *extra],
+                         env=env)
 
     def start(self, timeout_s: float = 30.0) -> None:
-        self.starts += 1
-        env = _python_env()
-        env["LOCUST_SKIP_MONKEY_PATCH"] = "1"
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         env=env)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise EnvironmentError_(f"catga-bench serve exited {self.proc.returncode}: "
-                                        f"{self.output()[-800:]}")
-            if self.output().count("catga-bench serve: ready") >= self.starts:
-                return
-            time.sleep(0.05)
-        raise EnvironmentError_(f"catga-bench serve did not start in {timeout_s:g} s: "
-                                f"{self.output()[-800:]}")
-
-    def kill(self) -> None:
-        if self.running:
-            assert self.proc is not None
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.running:
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        try:
+            super().start(timeout_s)
+        except CoreStartError as exc:
+            raise EnvironmentError_(str(exc)) from None
 
 
 class LoadRun:
