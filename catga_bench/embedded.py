@@ -97,6 +97,8 @@ class EmbeddedDriver:
 
     #: False in a driver whose handlers run elsewhere (the remote driver).
     serves_locally = True
+    #: high bits of every message's ``seq`` (the remote driver's generator id; 0 here)
+    seq_base = 0
 
     def __init__(
         self,
@@ -288,7 +290,7 @@ class EmbeddedDriver:
         st = self.streams[cycle[self._cycle_pos]]
         self._cycle_pos = (self._cycle_pos + 1) % len(cycle)
         seq = st.ledger.record_sent()
-        msg = st.make(seq=seq)
+        msg = st.make(seq=self.seq_base | seq)
         self.timeline.row(int(time.time()))["sent"] += 1
         self._dispatch(st, msg, seq, intended, True)
         if self._dup_every and seq % self._dup_every == self._dup_every - 1:

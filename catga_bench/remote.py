@@ -109,6 +109,7 @@ class RemoteDriver(EmbeddedDriver):
         answer = await self.control({"op": "start", "scenario": self.scenario.name,
                                      "qos": int(self.qos), "handlers": self.handler_count})
         self.generator = int(answer["generator"])
+        self.seq_base = pack_seq(self.generator, 0)
         ack_wait = (answer.get("core") or {}).get("ack_wait_s")
         if isinstance(ack_wait, int | float) and ack_wait > 0:
             self.core_ack_wait_s = float(ack_wait)
@@ -138,18 +139,6 @@ class RemoteDriver(EmbeddedDriver):
                 self.core_reachable = False
 
     # ----------------------------------------------------------------- sending
-    def _issue(self, intended: float) -> None:
-        cycle = self._cycle
-        st = self.streams[cycle[self._cycle_pos]]
-        self._cycle_pos = (self._cycle_pos + 1) % len(cycle)
-        seq = st.ledger.record_sent()
-        msg = st.make(seq=pack_seq(self.generator, seq))
-        self.timeline.row(int(time.time()))["sent"] += 1
-        self._dispatch(st, msg, seq, intended, True)
-        if self._dup_every and seq % self._dup_every == self._dup_every - 1:
-            self.redeliveries += 1
-            self._dispatch(st, msg, seq, intended, False)  # same message id again
-
     def _dispatch(self, st: _StreamState, msg: Any, seq: int, intended: float,
                   record: bool) -> None:
         headers, body = encode(msg, self.registry)
