@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
 import socket
 import statistics
 import threading
@@ -20,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from _support import missing
 
 from catga_bench.faultproxy import FaultProxyServer
 from catga_bench.faultproxy.model import split_host_port
@@ -32,11 +32,8 @@ def toxiproxy() -> ModuleType:
         module = importlib.import_module("toxiproxy")
         importlib.import_module("toxiproxy.api")
     except ImportError:
-        message = ("toxiproxy-python is not installed: add 'toxiproxy-python==0.1.1' to the "
-                   "[dev] extra (pip install toxiproxy-python==0.1.1)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("toxiproxy-python is not installed: add 'toxiproxy-python==0.1.1' to the "
+                "[dev] extra (pip install toxiproxy-python==0.1.1)")
     return module
 
 
