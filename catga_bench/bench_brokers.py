@@ -122,6 +122,32 @@ async def _best(repeats: int, run: Callable[[int], Awaitable[tuple[float, float 
     return best[0], best[1], lost
 
 
+async def _transport_qos1(t: Any, subject: str, group: str, count: int, body: bytes,
+                          headers_for: Callable[[int], dict[str, str]]
+                          ) -> tuple[float, float | None, int]:
+    """Through a transport: ``count`` QoS 1 publishes (256 in flight) to ``subject``, consumed
+    by ``group`` and acked; (msg/s until every one was consumed, publish P99 ms, lost)."""
+    seen: set[int] = set()
+    done = asyncio.Event()
+    lat: list[float] = []
+
+    async def h(d: Delivery) -> None:
+        seen.add(int(d.headers["i"]))
+        await d.ack()
+        if len(seen) >= count:
+            done.set()
+
+    sub = await t.subscribe(subject, h, qos=QoS.AT_LEAST_ONCE, group=group, max_in_flight=256)
+    t0 = time.perf_counter()
+    await _concurrent(count, 256, lambda i: t.publish(subject, headers_for(i), body,
+                                                      qos=QoS.AT_LEAST_ONCE), lat)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), 60)
+    rate = count / (time.perf_counter() - t0)
+    await sub.stop()
+    return rate, _p99(lat), count - len(seen)
+
+
 # ------------------------------------------------------------------------------ NATS
 async def nats_figures(url: str, n: int, repeats: int) -> list[Figure]:
     import nats
@@ -279,27 +305,9 @@ async def nats_figures(url: str, n: int, repeats: int) -> list[Figure]:
             return rate, _p99(lat), k - len(seen)
 
         async def our_js(r: int) -> tuple[float, float | None, int]:
-            seen: set[int] = set()
-            done = asyncio.Event()
-            lat: list[float] = []
-
-            async def h(d: Delivery) -> None:
-                seen.add(int(d.headers["i"]))
-                await d.ack()
-                if len(seen) >= k:
-                    done.set()
-
-            sub = await t.subscribe(f"catga.bench{r}.x", h, qos=QoS.AT_LEAST_ONCE,
-                                    group=f"ours{r}", max_in_flight=256)
-            t0 = time.perf_counter()
-            await _concurrent(k, 256, lambda i: t.publish(
-                f"catga.bench{r}.x", {**headers, "Nats-Msg-Id": f"o{r}-{i}", "i": str(i)},
-                body, qos=QoS.AT_LEAST_ONCE), lat)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 60)
-            rate = k / (time.perf_counter() - t0)
-            await sub.stop()
-            return rate, _p99(lat), k - len(seen)
+            return await _transport_qos1(
+                t, f"catga.bench{r}.x", f"ours{r}", k, body,
+                lambda i: {**headers, "Nats-Msg-Id": f"o{r}-{i}", "i": str(i)})
 
         raw = await _best(repeats, raw_js)
         ours = await _best(repeats, our_js)
@@ -383,27 +391,8 @@ async def redis_figures(url: str, n: int, repeats: int) -> list[Figure]:
             return rate, _p99(lat), m - len(seen)
 
         async def our_stream(rep: int) -> tuple[float, float | None, int]:
-            seen: set[int] = set()
-            done = asyncio.Event()
-            lat: list[float] = []
-
-            async def h(d: Delivery) -> None:
-                seen.add(int(d.headers["i"]))
-                await d.ack()
-                if len(seen) >= m:
-                    done.set()
-
-            subject = f"catga.bench{rep}.x"
-            sub = await t.subscribe(subject, h, qos=QoS.AT_LEAST_ONCE, group="g",
-                                    max_in_flight=256)
-            t0 = time.perf_counter()
-            await _concurrent(m, 256, lambda i: t.publish(subject, {**headers, "i": str(i)},
-                                                          body, qos=QoS.AT_LEAST_ONCE), lat)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 60)
-            rate = m / (time.perf_counter() - t0)
-            await sub.stop()
-            return rate, _p99(lat), m - len(seen)
+            return await _transport_qos1(t, f"catga.bench{rep}.x", "g", m, body,
+                                         lambda i: {**headers, "i": str(i)})
 
         raw = await _best(repeats, raw_stream)
         ours = await _best(repeats, our_stream)
