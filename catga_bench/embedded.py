@@ -70,6 +70,7 @@ class _StreamState:
     latency: HdrHistogram
     service: HdrHistogram
     is_event: bool
+    qos: QoS = QoS.AT_LEAST_ONCE
     completed: int = 0
     failed_msgs: int = 0
     rejected: int = 0
@@ -149,6 +150,11 @@ class EmbeddedDriver:
         self._cycle_pos = 0
         self._dup_every = round(1 / scenario.duplicate_ratio) if scenario.duplicate_ratio else 0
 
+    @property
+    def max_qos(self) -> QoS:
+        """The highest QoS of any stream (what the run's settlement must provide for)."""
+        return max((st.qos for st in self.streams), default=self.qos)
+
     # ----------------------------------------------------------------- building
     def _build_stream(self, index: int, spec: Stream, count: int | None) -> _StreamState:
         handlers = spec.handler_specs(count)
@@ -157,7 +163,7 @@ class EmbeddedDriver:
         base = Event if spec.kind == "event" else Request
         msg_type = make_dataclass(spec.name, [("seq", int, 0)], bases=(base,), slots=True)
         delivery = DeliveryMode.ASYNC if spec.delivery == "async" else DeliveryMode.WAIT_FOR_RESULT
-        qos = self.qos
+        qos = self.qos if spec.qos is None else QoS(spec.qos)
         make = partial(msg_type, qos=qos, delivery_mode=delivery)
         limiter = None
         if spec.bulkhead is not None:
@@ -182,6 +188,7 @@ class EmbeddedDriver:
         return _StreamState(
             index, spec, msg_type, make, handlers, StreamLedger(names),
             {n: i for i, n in enumerate(names)}, new_hdr(), new_hdr(), spec.kind == "event",
+            qos,
         )
 
     def wrap_handler(self, stream: int, handler: int, fn: Any) -> Any:
@@ -330,16 +337,20 @@ class EmbeddedDriver:
               result: Result[Any]) -> None:
         now = time.perf_counter()
         latency_ms = (now - intended) * 1000.0
-        st.latency.record_value(max(1, int(latency_ms * 1000.0)))
-        st.service.record_value(max(1, int((now - start) * 1000_000.0)))
+        error = result.error
         st.completed += 1
-        st.histogram.observe(latency_ms)
         second = int(time.time())
         row = self.timeline.row(second)
         row["completed"] += 1
-        if st.spec.slo:
-            self.timeline.add_latency(second, latency_ms)
-        error = result.error
+        # latency is that of *admitted* messages: a rejection (backpressure) is counted in
+        # ``rejected`` and kept out of the percentiles, where its fast answer would hide the
+        # latency of what was admitted (at 90% rejected, "P99" would be the admitted P90)
+        if error is None or error.code is not ErrorCode.REJECTED:
+            st.latency.record_value(max(1, int(latency_ms * 1000.0)))
+            st.service.record_value(max(1, int((now - start) * 1000_000.0)))
+            st.histogram.observe(latency_ms)
+            if st.spec.slo:
+                self.timeline.add_latency(second, latency_ms)
         ok = True
         code = ""
         if error is not None:
@@ -407,6 +418,10 @@ class EmbeddedDriver:
                 "completed": st.completed,
                 "failed": st.failed_msgs,
                 "rejected": st.rejected,
+                "qos": int(st.qos),
+                "acked": s.acked,
+                "lost": s.lost,
+                "duplicates": s.duplicates,
                 "latency_hdr": _enc(st.latency),
                 "service_hdr": _enc(st.service),
             }

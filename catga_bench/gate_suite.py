@@ -7,6 +7,11 @@ gets a private broker (:class:`~catga_bench.brokers.BrokerProcess`, a free port,
 data directory) and every case its own ``catga-bench serve`` process; ``core_killed`` kills that
 process with SIGKILL mid-run and restarts it.
 
+The fault matrix (``--faults LIST|all``) runs shipped chaos experiments
+(``experiments/<fault>.yaml``, ``python -m catga_bench.chaos run``) once per broker transport
+chosen, each cell judged by the experiment's exit code and journal
+(:func:`judge_fault_cell`).
+
 Seeded defects (``CATGA_BENCH_DEFECTS``, :mod:`catga_bench.defects`) are inherited by every
 subprocess: that is how the tests prove each defect makes its case fail.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +37,7 @@ from catga_bench.slo import ConfigError
 
 PROFILES = ("ci", "release")
 TRANSPORTS = ("embedded", "nats", "redis")
+BROKERS = ("nats", "redis")
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,44 @@ CASES: tuple[Case, ...] = (
 CASE_NAMES = tuple(c.name for c in CASES)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """One fault of the matrix: the shipped experiment ``experiments/<name>.yaml``, what it
+    injects and what it checks, and its ``--var`` overrides per profile (``{}`` = the file's
+    defaults)."""
+
+    name: str
+    what: str
+    vars: dict[str, dict[str, str]]
+
+
+FAULTS: tuple[Fault, ...] = (
+    Fault("link_latency", "link latency 50 ms +-10 ms: exit 0, lost 0, P99 < 500 ms",
+          {"ci": {"duration": "14", "warmup_s": "4", "fault_s": "4"}, "release": {}}),
+    Fault("link_partition", "proxy down 10 s then healed: QoS 1/2 lost 0, QoS 2 dups 0, "
+          "throughput back within 10 s", {"ci": {"duration": "26", "warmup_s": "4"},
+                                          "release": {}}),
+    Fault("bandwidth_squeeze", "link squeezed to 32 KB/s: lost 0, throughput back within 15 s",
+          {"ci": {"duration": "14", "warmup_s": "4", "fault_s": "4"}, "release": {}}),
+    Fault("reset_peer_storm", "every connection reset after 500 ms: lost 0, throughput back "
+          "within 10 s", {"ci": {"duration": "14", "warmup_s": "4", "fault_s": "3"},
+                          "release": {}}),
+    Fault("broker_kill_restart", "broker killed -9 and restarted: acknowledged lost 0, "
+          "throughput back within 15 s",
+          {"ci": {"duration": "14", "warmup_s": "4", "down_s": "2"}, "release": {}}),
+    Fault("broker_pause", "broker frozen (SIGSTOP) then resumed: lost 0, throughput back "
+          "within 10 s", {"ci": {"duration": "14", "warmup_s": "4", "pause_s": "4"},
+                          "release": {}}),
+    Fault("handler_outage", "charge_card fails every call for 4 s: breaker opens and closes "
+          "again, lost 0", {"ci": {"duration": "14", "warmup_s": "4"}, "release": {}}),
+    Fault("overload_10x", "10x overload into a bulkhead: rejected > 0, admitted P99 < 100 ms, "
+          "lost 0", {"ci": {"duration": "12"}, "release": {}}),
+)
+FAULT_NAMES = tuple(f.name for f in FAULTS)
+#: seconds a fault cell's chaos run may take (environment up, load, rollbacks, teardown)
+FAULT_TIMEOUT_S = 300
+
+
 @dataclass
 class CaseResult:
     case: str
@@ -104,13 +149,24 @@ over a broker (--transports nats,redis): a private nats-server / redis-server on
 is started per case (binaries from PATH), with its own `catga-bench serve` process;
 the generator drives it with --transport X --X-url URL. core_killed runs only there.
 
+fault matrix (--faults LIST|all): each fault is a shipped chaos experiment,
+experiments/<fault>.yaml, run by `python -m catga_bench.chaos run` once per broker transport
+in --transports (nats, redis; embedded is skipped) with --var broker=<transport>; a cell
+passes when the experiment completes (steady state met before and after):
+{chr(10).join(f"  {f.name:<20} {f.what}" for f in FAULTS)}
+--faults needs a broker transport (--transports nats,redis). Without --only, --faults runs
+ONLY the fault matrix; with --only, the cases named run first, then the fault matrix.
+profile ci shortens each experiment (--var duration=12-26 and shorter fault windows);
+release runs the files' defaults.
+
 seeded defects (tests of the gate only): the environment variable {ENV_VAR} (comma list) is
 inherited by every subprocess and breaks the core on purpose; the suite must then fail:
 {describe()}
 
 exit codes: 0 every case passed, 1 a case missed a target, 2 usage or configuration error,
             3 a case could not run (broker or core did not start, the generator could not
-              offer the load, no report); 3 wins over 1
+              offer the load, no report; a chaos run aborted, timed out or left no
+              journal); 3 wins over 1
 """
 
 
@@ -133,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", default=None, metavar="DIR",
                    help="scenario directory (default: ./scenarios, else the one next to the "
                         "catga_bench package)")
+    p.add_argument("--faults", default=None, metavar="LIST|all",
+                   help="also run the fault matrix: these chaos experiments "
+                        f"({', '.join(FAULT_NAMES)}) or all, once per broker transport; "
+                        "without --only, ONLY the fault matrix runs (default: none)")
+    p.add_argument("--experiments", default=None, metavar="DIR",
+                   help="chaos experiment directory (default: ./experiments, else the one "
+                        "next to the catga_bench package)")
     return p
 
 
@@ -156,6 +219,37 @@ def _scenario_dir(raw: str | None) -> Path:
         if d.is_dir() and (d / "high_fanout.py").exists():
             return d.resolve()
     raise ConfigError("--scenarios: no scenarios directory found; pass --scenarios DIR")
+
+
+def _experiments_dir(raw: str | None) -> Path:
+    if raw is not None:
+        d = Path(raw)
+        if not d.is_dir():
+            raise ConfigError(f"--experiments: no such directory: {d}")
+        return d.resolve()
+    for d in (Path("experiments"), Path(__file__).resolve().parents[1] / "experiments"):
+        if d.is_dir() and (d / f"{FAULT_NAMES[0]}.yaml").exists():
+            return d.resolve()
+    raise ConfigError("--experiments: no experiments directory found; pass --experiments DIR")
+
+
+def parse_faults(raw: str) -> list[str]:
+    """``--faults``: a comma list of fault names, or ``all``; in the matrix's order."""
+    items = _split(raw, (*FAULT_NAMES, "all"), "--faults")
+    return [n for n in FAULT_NAMES if "all" in items or n in items]
+
+
+def plan_faults(faults: list[str], transports: list[str]) -> list[tuple[Fault, str]]:
+    """The fault matrix: (fault, transport) for every broker transport (in the order given)
+    and every fault chosen; embedded is skipped (the experiments need a broker)."""
+    brokers = [t for t in transports if t in BROKERS]
+    if not brokers:
+        raise ConfigError(f"--faults: the fault matrix runs over a broker only "
+                          f"({', '.join(BROKERS)}); add --transports nats,redis")
+    chosen = [f for f in FAULTS if f.name in faults]
+    if not chosen:
+        raise ConfigError("--faults: nothing to run")
+    return [(f, t) for t in brokers for f in chosen]
 
 
 def plan(cases: list[str] | None, transports: list[str]) -> list[tuple[Case, str]]:
@@ -298,6 +392,211 @@ def _run_isolated(case: Case, transport: str, profile: str, scenarios: Path,
         broker.cleanup()
 
 
+# --------------------------------------------------------------------------- fault matrix
+#: the cell figures (CaseResult.figures key -> the load_report probe's figures key)
+FAULT_FIGURES = {
+    "lost_qos0": "lost_by_qos.0", "lost_qos1": "lost_by_qos.1", "lost_qos2": "lost_by_qos.2",
+    "duplicates_qos2": "duplicates_by_qos.2", "rejected": "rejected",
+    "p99_ms": "latency_ms.p99", "breaker_opened": "breaker.opened",
+    "breaker_closed": "breaker.closed",
+}
+
+
+@dataclass
+class FaultJudgement:
+    """A fault cell judged from its chaos run: see :func:`judge_fault_cell`."""
+
+    status: str  # PASS | FAIL | ERROR
+    verdict: str
+    failed_targets: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    slo: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _label(entry: dict[str, Any]) -> str:
+    a = entry.get("activity") or {}
+    return str(a.get("name") or a.get("type") or "?")
+
+
+def _exception(entry: dict[str, Any]) -> str:
+    return "".join(entry.get("exception") or []).strip()
+
+
+def _load_report_entry(journal: dict[str, Any]) -> dict[str, Any] | None:
+    after: dict[str, Any] = (journal.get("steady_states") or {}).get("after") or {}
+    probes: list[dict[str, Any]] = after.get("probes") or []
+    return next((e for e in probes if (e.get("activity") or {}).get("type") == "load_report"),
+                None)
+
+
+def judge_fault_cell(code: int | None, journal: dict[str, Any] | None,
+                     log_tail: str) -> FaultJudgement:
+    """Judge one chaos run (pure: its exit code, its journal, the tail of its log).
+
+    Exit 0 and status ``completed`` -> PASS; exit 1 and status ``failed`` (a probe missed,
+    or the after steady state deviated) -> FAIL; anything else (aborted, interrupted, a
+    timeout (``code`` None), no journal) -> ERROR. ``slo`` has one row per target judged
+    (``name``, ``limit``, ``value``, ``passed``): the ``load_report`` probe's checks, its
+    recovery (``recovery``), the other steady-state probes before and after and the method's
+    probes, and the rollbacks; ``failed_targets`` names the rows that did not pass."""
+    if journal is None:
+        what = "timed out" if code is None else f"exit {code}"
+        return FaultJudgement("ERROR", f"no journal ({what}): {log_tail}")
+    rows: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {}
+    lr = _load_report_entry(journal)
+    out = lr.get("output") if lr is not None else None
+    if isinstance(out, dict):
+        figs = out.get("figures") or {}
+        figures = {k: figs.get(src) for k, src in FAULT_FIGURES.items()}
+        for c in out.get("checks") or []:
+            rows.append({"name": str(c.get("path")), "limit": c.get("expected"),
+                         "value": c.get("actual"), "passed": bool(c.get("passed"))})
+        rec = out.get("recovery")
+        if isinstance(rec, dict):
+            figures["recovered_after_s"] = rec.get("recovered_after_s")
+            figures["recover_within_s"] = rec.get("within_s")
+            rows.append({"name": "recovery", "limit": rec.get("within_s"),
+                         "value": rec.get("recovered_after_s"),
+                         "passed": bool(rec.get("passed"))})
+    elif lr is not None:  # the probe raised (no report, no timeline, ...)
+        rows.append({"name": _label(lr), "limit": None, "value": _exception(lr) or None,
+                     "passed": bool(lr.get("tolerance_met"))})
+    states = journal.get("steady_states") or {}
+    probes = [p for phase in ("before", "after") for p in (states.get(phase) or {}).get(
+        "probes") or [] if p is not lr]
+    probes += [e for e in journal.get("run") or []
+               if (e.get("activity") or {}).get("kind") == "probe"]
+    for p in probes:
+        if (p.get("activity") or {}).get("type") == "load_report" and p.get("status") == "skipped":
+            continue  # before: recorded as skipped, judged after
+        rows.append({"name": _label(p), "limit": True, "value": p.get("tolerance_met"),
+                     "passed": bool(p.get("tolerance_met"))})
+    for rb in journal.get("rollbacks") or []:
+        rows.append({"name": _label(rb), "limit": "succeeded", "value": rb.get("status"),
+                     "passed": rb.get("status") != "failed"})
+    failed = list(dict.fromkeys(r["name"] for r in rows if not r["passed"]))
+    status = journal.get("status")
+    deviated = " (deviated)" if journal.get("deviated") else ""
+    if code == 0 and status == "completed":
+        return FaultJudgement("PASS", f"completed: {len(rows)} targets met", failed, figures,
+                              rows)
+    if code == 1 and status == "failed":
+        verdict = f"failed{deviated}" + (f": missed {', '.join(failed)}" if failed else "")
+        return FaultJudgement("FAIL", verdict, failed, figures, rows)
+    why = (journal.get("environment") or {}).get("error") or next(
+        (f"{_label(e)}: {_exception(e)}" for e in journal.get("run") or []
+         if e.get("status") == "failed" and _exception(e)), None)
+    what = "timed out" if code is None else f"exit {code}"
+    return FaultJudgement("ERROR", f"{status or 'no status'}{deviated} ({what}): "
+                                   f"{str(why).strip() if why else log_tail}",
+                          failed, figures, rows)
+
+
+def fault_seconds(fault: Fault, profile: str, experiments: Path | None = None) -> int:
+    """The load run's length: the profile's ``duration`` var, else the file's
+    ``configuration.duration``, else 0."""
+    raw: Any = fault.vars.get(profile, {}).get("duration")
+    if raw is None and experiments is not None:
+        try:
+            import yaml
+
+            doc = yaml.safe_load((experiments / f"{fault.name}.yaml").read_text())
+            raw = ((doc or {}).get("configuration") or {}).get("duration")
+        except Exception:
+            raw = None
+    try:
+        return int(float(raw)) if raw is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def fault_command(fault: Fault, transport: str, profile: str, experiments: Path,
+                  cell_dir: Path) -> list[str]:
+    """The chaos run of one cell."""
+    overrides = [x for k, v in fault.vars.get(profile, {}).items() for x in ("--var", f"{k}={v}")]
+    return [sys.executable, "-m", "catga_bench.chaos", "run",
+            str(experiments / f"{fault.name}.yaml"), "--var", f"broker={transport}",
+            *overrides, "--journal", str(cell_dir / "journal.json"),
+            "--workdir", str(cell_dir / "work")]
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the chaos run (it plays its rollbacks and tears its environment down), then
+    SIGKILL its process group if it is still there after 30 s."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+        proc.wait()
+
+
+def run_fault_cell(fault: Fault, transport: str, profile: str, experiments: Path,
+                   out_dir: Path, timeout_s: float = FAULT_TIMEOUT_S) -> CaseResult:
+    """Run one matrix cell (a ``catga_bench.chaos run`` subprocess) and judge it."""
+    cell_dir = out_dir / f"fault-{fault.name}-{transport}"
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    journal_path = cell_dir / "journal.json"
+    journal_path.unlink(missing_ok=True)  # never judge an earlier run's journal
+    log_path = cell_dir / "chaos.log"
+    cmd = fault_command(fault, transport, profile, experiments, cell_dir)
+    t0 = time.monotonic()
+    code: int | None
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cell_dir,
+                                env=dict(os.environ), start_new_session=True)
+        try:
+            code = proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            _stop_group(proc)
+            code = None
+        except BaseException:  # Ctrl-C: let the chaos run roll back before leaving
+            _stop_group(proc)
+            raise
+    output = log_path.read_text(errors="replace") if log_path.exists() else ""
+    journal: dict[str, Any] | None = None
+    if journal_path.exists():
+        try:
+            doc = json.loads(journal_path.read_text())
+            journal = doc if isinstance(doc, dict) else None
+        except (OSError, ValueError):
+            journal = None
+    tail = _tail(output)
+    if code is None:
+        tail = f"did not finish within {timeout_s:g} s: {tail}"
+    j = judge_fault_cell(code, journal, tail)
+    return CaseResult(f"fault:{fault.name}", transport, j.status, code, j.verdict,
+                      fault_seconds(fault, profile, experiments),
+                      round(time.monotonic() - t0, 1), str(cell_dir), j.failed_targets,
+                      j.figures, j.slo)
+
+
+def fault_key_figures(r: CaseResult) -> str:
+    """The figures of a fault row: losses per QoS (QoS 0 only reported), QoS 2 duplicates,
+    recovery, and the breaker (handler_outage) or rejections and P99 (overload_10x)."""
+    f = r.figures
+    if not f:
+        return "-"
+    parts = [f"QoS0 lost {_fmt(f.get('lost_qos0'))} (reported)",
+             f"QoS1 lost {_fmt(f.get('lost_qos1'))}",
+             f"QoS2 lost {_fmt(f.get('lost_qos2'))} dup {_fmt(f.get('duplicates_qos2'))}"]
+    if "recovered_after_s" in f:
+        back = f["recovered_after_s"]
+        parts.append(f"back after {_fmt(back, ' s')}" if back is not None
+                     else f"not back within {_fmt(f.get('recover_within_s'), ' s')}")
+    name = r.case.removeprefix("fault:")
+    if name == "handler_outage":
+        parts.append(f"breaker opened {_fmt(f.get('breaker_opened'))} "
+                     f"closed {_fmt(f.get('breaker_closed'))}")
+    if name == "overload_10x":
+        parts += [f"rejected {_fmt(f.get('rejected'))}", f"p99 {_fmt(f.get('p99_ms'), ' ms')}"]
+    return ", ".join(parts)
+
+
 def _fmt(v: Any, unit: str = "") -> str:
     if v is None:
         return "-"
@@ -307,6 +606,8 @@ def _fmt(v: Any, unit: str = "") -> str:
 
 
 def _key_figures(r: CaseResult) -> str:
+    if r.case.startswith("fault:"):
+        return fault_key_figures(r)
     f = r.figures
     if not f:
         return "-"
@@ -363,8 +664,12 @@ def main(argv: list[str] | None = None) -> int:
         defects = defects_from_env()
         transports = _split(args.transports, TRANSPORTS, "--transports")
         only = _split(args.only, CASE_NAMES, "--only") if args.only is not None else None
-        runs = plan(only, transports)
-        scenarios = _scenario_dir(args.scenarios)
+        faults = parse_faults(args.faults) if args.faults is not None else None
+        # --faults without --only: only the fault matrix
+        runs = plan(only, transports) if faults is None or only is not None else []
+        fault_runs = plan_faults(faults, transports) if faults is not None else []
+        scenarios = _scenario_dir(args.scenarios) if runs else Path()
+        experiments = _experiments_dir(args.experiments) if fault_runs else Path()
     except ConfigError as exc:
         sys.stderr.write(f"catga-bench gate: error: {exc}\n")
         return EXIT_USAGE
@@ -372,18 +677,30 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     seeded = f"; seeded defects: {', '.join(sorted(defects))}" if defects else ""
-    print(f"catga-bench gate: {len(runs)} case(s), profile {args.profile}, transports "
+    total = len(runs) + len(fault_runs)
+    matrix = f", {len(fault_runs)} fault cell(s)" if faults is not None else ""
+    print(f"catga-bench gate: {len(runs)} case(s){matrix}, profile {args.profile}, transports "
           f"{', '.join(transports)}{seeded}; reports in {out_dir}/", flush=True)
     started = time.monotonic()
     results: list[CaseResult] = []
-    for index, (case, transport) in enumerate(runs, 1):
-        print(f"[{index}/{len(runs)}] {case.name} on {transport} "
-              f"({case.seconds[args.profile]} s) ...", flush=True)
-        r = _run_isolated(case, transport, args.profile, scenarios, out_dir)
+
+    def _done(index: int, name: str, transport: str, r: CaseResult) -> None:
         results.append(r)
         detail = r.verdict if r.status != "PASS" else _key_figures(r)
-        print(f"[{index}/{len(runs)}] {case.name} on {transport}: {r.status} in "
+        print(f"[{index}/{total}] {name} on {transport}: {r.status} in "
               f"{r.wall_s:.1f} s: {detail}", flush=True)
+
+    for index, (case, transport) in enumerate(runs, 1):
+        print(f"[{index}/{total}] {case.name} on {transport} "
+              f"({case.seconds[args.profile]} s) ...", flush=True)
+        _done(index, case.name, transport,
+              _run_isolated(case, transport, args.profile, scenarios, out_dir))
+    for index, (fault, transport) in enumerate(fault_runs, len(runs) + 1):
+        name = f"fault:{fault.name}"
+        print(f"[{index}/{total}] {name} on {transport} "
+              f"({fault_seconds(fault, args.profile, experiments)} s) ...", flush=True)
+        _done(index, name, transport,
+              run_fault_cell(fault, transport, args.profile, experiments, out_dir))
     code = _overall(results)
     print_table(results)
     wall = round(time.monotonic() - started, 1)
@@ -392,8 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"catga-bench gate: {summary} ({wall} s)", flush=True)
     if args.json:
         doc = {"profile": args.profile, "transports": transports,
-               "defects": sorted(defects), "exit_code": code, "passed": code == EXIT_PASS,
-               "wall_s": wall, "report_dir": str(out_dir),
+               "faults": faults or [], "defects": sorted(defects), "exit_code": code,
+               "passed": code == EXIT_PASS, "wall_s": wall, "report_dir": str(out_dir),
                "cases": [r.to_dict() for r in results]}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")

@@ -77,7 +77,7 @@ class RemoteDriver(EmbeddedDriver):
         self.registry = TypeRegistry(st.msg_type for st in self.streams)
         self.subjects = [stream_subject(scenario.name, st.spec.name) for st in self.streams]
         for st in self.streams:  # the core waits for its handlers; the broker is the queue
-            st.make = partial(st.msg_type, qos=self.qos)
+            st.make = partial(st.msg_type, qos=st.qos)
         self.generator = 0
         self.pending: dict[tuple[int, int], tuple[float, float]] = {}
         self.publish_errors = 0
@@ -113,7 +113,7 @@ class RemoteDriver(EmbeddedDriver):
         ack_wait = (answer.get("core") or {}).get("ack_wait_s")
         if isinstance(ack_wait, int | float) and ack_wait > 0:
             self.core_ack_wait_s = float(ack_wait)
-        done_qos = QoS.AT_LEAST_ONCE if int(self.qos) >= 1 else QoS.AT_MOST_ONCE
+        done_qos = QoS.AT_LEAST_ONCE if int(self.max_qos) >= 1 else QoS.AT_MOST_ONCE
         self._done_sub = await self.transport.subscribe(
             done_subject(self.generator), self._on_batch, qos=done_qos,
             group=f"catga-bench-g{self.generator}", max_in_flight=1)
@@ -147,7 +147,7 @@ class RemoteDriver(EmbeddedDriver):
             self.pending[(st.index, seq)] = (intended, time.perf_counter())
             self.in_flight += 1
         if st.is_event:
-            coro = self.transport.publish(subject, headers, body, qos=self.qos)
+            coro = self.transport.publish(subject, headers, body, qos=st.qos)
             done = partial(self._published, st, seq, record)
         else:
             coro = self.transport.request(subject, headers, body,
@@ -195,7 +195,10 @@ class RemoteDriver(EmbeddedDriver):
         self.last_progress = time.perf_counter()
         intended, start = timing
         self._done(st, seq, intended, start, result)
-        if not acked:  # never stored by the broker: a reported failure, not a loss
+        rejected = result.error is not None and result.error.code is ErrorCode.REJECTED
+        # never stored by the broker, or refused by the core's limiter and reported back to
+        # this sender (backpressure): a reported failure, not a loss
+        if not acked or rejected:
             for h in range(len(st.handlers)):
                 st.ledger.record_failed(h, seq)
 
@@ -249,7 +252,7 @@ class RemoteDriver(EmbeddedDriver):
         — only then is a missing message counted lost."""
         self._stopping = True
         self.dropped_sends += int(self.behind_s * self.total_rate)
-        redelivery_s = self.core_ack_wait_s if int(self.qos) >= 1 else 0.0  # QoS 0: never
+        redelivery_s = self.core_ack_wait_s if int(self.max_qos) >= 1 else 0.0  # QoS 0: never
         idle_limit = max(3.0, redelivery_s + 2.0)
         deadline = time.perf_counter() + max(drain_timeout_s, redelivery_s + 5.0)
         self.last_progress = time.perf_counter()
@@ -257,7 +260,7 @@ class RemoteDriver(EmbeddedDriver):
             if time.perf_counter() - self.last_progress > idle_limit:
                 break
             await asyncio.sleep(0.02)
-        if self.transport.stats.disconnects and int(self.qos) >= 1:
+        if self.transport.stats.disconnects and int(self.max_qos) >= 1:
             # the link dropped during the run: a completion batch in flight then is redelivered
             # after the generator's ack wait; give it the time before judging
             await asyncio.sleep(DONE_ACK_WAIT_S + 1.0)

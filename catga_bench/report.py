@@ -454,11 +454,12 @@ def _streams_section(r: dict[str, Any]) -> _Section:
     for name, raw in _as_dict(r.get("streams")).items():
         s = _as_dict(raw)
         lat = _as_dict(s.get("latency_ms"))
-        rows.append((_text(name), _fmt(s.get("slo")), _fmt(s.get("sent")), _fmt(s.get("completed")),
-                     _fmt(s.get("failed")), *(_fmt(lat.get(k)) for k in ("p50", "p99", "p999",
-                                                                         "max"))))
-    headers = ("stream", "in SLO", "sent", "completed", "failed", "p50 ms", "p99 ms",
-               "p99.9 ms", "max ms")
+        rows.append((_text(name), _fmt(s.get("qos")), _fmt(s.get("slo")), _fmt(s.get("sent")),
+                     _fmt(s.get("completed")), _fmt(s.get("failed")), _fmt(s.get("rejected")),
+                     _fmt(s.get("lost")), _fmt(s.get("duplicates")),
+                     *(_fmt(lat.get(k)) for k in ("p50", "p99", "p999", "max"))))
+    headers = ("stream", "QoS", "in SLO", "sent", "completed", "failed", "rejected", "lost",
+               "duplicates", "p50 ms", "p99 ms", "p99.9 ms", "max ms")
     return _Section("Streams", [_Table(headers, rows, empty="no streams recorded")])
 
 

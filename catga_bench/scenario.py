@@ -40,6 +40,9 @@ class Stream:
         slo: whether this stream's latency counts for the latency and error-ratio targets.
         delivery: ``"wait"`` (publish returns after handling) or ``"async"`` (QoS >= 1).
         bulkhead: this stream's own limiter (default: the scenario's shared one).
+        qos: this stream's QoS (0, 1 or 2); None: the scenario's (``--qos``). A scenario whose
+            streams carry different levels measures them side by side in one run, each with
+            its own lost and duplicate counts (the chaos matrix does this).
     """
 
     name: str
@@ -50,6 +53,12 @@ class Stream:
     slo: bool = True
     delivery: Literal["wait", "async"] = "wait"
     bulkhead: Bulkhead | None = None
+    qos: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.qos is not None and self.qos not in (0, 1, 2):
+            raise ValueError(f"Stream {self.name!r}: qos must be 0, 1, 2 or None, "
+                             f"got {self.qos!r}")
 
     def handler_specs(self, count_override: int | None = None) -> list[HandlerSpec]:
         """The concrete handlers (a factory is called with the count)."""

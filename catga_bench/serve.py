@@ -195,6 +195,9 @@ class ServedCore(EmbeddedDriver):
         self.publisher = publisher
         # handler name (or "*") -> runtime fault; shared with BenchServer, which sets it
         self.faults: dict[str, HandlerFault] = {} if faults is None else faults
+        # runtime fault windows of this run: [handler or "*", start, end] in elapsed seconds
+        # (end None: until fault_clear); judged by _closed_after_recovery
+        self.fault_windows: list[list[Any]] = []
         super().__init__(scenario, handler_count=handler_count, defects=defects)
         self.registry = TypeRegistry(st.msg_type for st in self.streams)
         self.stream_of = {st.msg_type: st for st in self.streams}
@@ -221,6 +224,42 @@ class ServedCore(EmbeddedDriver):
             return await fn(msg)
 
         return maybe_faulty
+
+    def fault_set(self, handler: str, outage_s: float | None) -> None:
+        """A runtime fault started now on ``handler`` (lifting by itself after ``outage_s``)."""
+        now = self.elapsed_s()
+        self.fault_windows.append([handler, now, None if outage_s is None else now + outage_s])
+
+    def faults_cleared(self) -> None:
+        """Every runtime fault lifted now (``fault_clear``)."""
+        now = self.elapsed_s()
+        for w in self.fault_windows:
+            if w[2] is None or w[2] > now:
+                w[2] = now
+
+    def _closed_after_recovery(self) -> float | None:
+        """With runtime faults set during the run: seconds from the end of each fault window
+        to the first close of the breaker of every handler it hit that opened (max; None if
+        one never closed). Without: the scenario's own outage windows (embedded driver)."""
+        if not self.fault_windows:
+            return super()._closed_after_recovery()
+        worst: float | None = None
+        now = self.elapsed_s()
+        for handler, _start, end in self.fault_windows:
+            if end is None or now < end:
+                continue
+            for (si, hi), breaker in self._breaker_index.items():
+                if handler not in ("*", self.streams[si].handlers[hi].name):
+                    continue
+                if breaker.opened == 0:
+                    continue
+                closes = [t for t, name, state in self._transitions
+                          if name == breaker.name and state == "closed" and t >= end]
+                if not closes:
+                    return None
+                delta = round(closes[0] - end, 3)
+                worst = delta if worst is None else max(worst, delta)
+        return worst
 
     def handled(self, stream: int, handler: int, seq: int) -> None:
         gen, local = unpack_seq(seq)
@@ -305,10 +344,12 @@ class BenchServer:
         if self.run is not None:
             await self._stop_run()
         scenario = self.scenarios[name].with_overrides(qos=qos)
-        # records of a run at QoS >= 1 are stored by the broker before messages are acked
-        self.publisher.qos = QoS.AT_LEAST_ONCE if qos >= 1 else QoS.AT_MOST_ONCE
         core = ServedCore(scenario, self.publisher, handler_count=handlers,
                           defects=self.defects, faults=self.faults)
+        # records of a run at QoS >= 1 (any stream) are stored by the broker before messages
+        # are acked
+        self.publisher.qos = (QoS.AT_LEAST_ONCE if int(core.max_qos) >= 1
+                              else QoS.AT_MOST_ONCE)
         if self.idempotency is not None:  # e.g. Redis: survives a restart of this process
             core.mediator.idempotency = self.idempotency
         core.start()
@@ -319,7 +360,7 @@ class BenchServer:
                                   max_in_flight=self.max_in_flight, on_outcome=core.on_outcome)
             subject = stream_subject(scenario.name, st.spec.name)
             if st.is_event:
-                await ep.serve_events(subject, QoS(qos))
+                await ep.serve_events(subject, st.qos)
             else:
                 await ep.serve_requests(subject)
             endpoints.append(ep)
@@ -345,6 +386,7 @@ class BenchServer:
         stats = run.core.stats()
         stats["endpoint"] = {
             "malformed": sum(sum(ep.malformed.values()) for ep in run.endpoints),
+            "rejected_reported": sum(ep.rejected_reported for ep in run.endpoints),
             "rejected_redelivered": sum(ep.rejected_redelivered for ep in run.endpoints),
             "rejected_dropped": sum(ep.rejected_dropped for ep in run.endpoints),
         }
@@ -403,6 +445,8 @@ class BenchServer:
         if op == "fault_clear":
             cleared = [f.as_dict() for f in self.faults.values()]
             self.faults.clear()
+            if self.run is not None:
+                self.run.core.faults_cleared()
             return {"ok": True, "cleared": cleared}
         return {"ok": False, "error": f"unknown op {op!r}; allowed: start, join, stop, ping, "
                 "fault, fault_clear"}
@@ -433,6 +477,8 @@ class BenchServer:
         fault = HandlerFault(handler, rate, latency,
                              None if outage is None else time.monotonic() + outage)
         self.faults[handler] = fault
+        if self.run is not None:
+            self.run.core.fault_set(handler, outage)
         log.warning("runtime fault on handler %s: %s", handler, fault.as_dict())
         return {"ok": True, "fault": fault.as_dict()}
 

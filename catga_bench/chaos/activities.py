@@ -260,7 +260,9 @@ def recovery(env: Env, report: dict[str, Any], spec: m.Recovery) -> dict[str, An
             "passed": recovered_after is not None and recovered_after <= spec.within_s}
 
 
-FIGURES = ("exit_code", "verdict", "sent", "acked", "handled", "lost", "duplicates", "rejected",
+FIGURES = ("exit_code", "verdict", "sent", "acked", "handled", "lost", "duplicates",
+           "lost_by_qos.0", "lost_by_qos.1", "lost_by_qos.2", "duplicates_by_qos.1",
+           "duplicates_by_qos.2", "rss_mb.growth", "rejected",
            "achieved_rate", "goodput_rate", "latency_ms.p50", "latency_ms.p99", "breaker.opened",
            "breaker.closed", "breaker.state", "errors", "broker.reconnects",
            "broker.disconnects", "broker.publish_errors", "core.transport.redelivered",

@@ -1,6 +1,7 @@
-"""Payments for the handler-outage experiment: like failing_handlers, but every handler is
-healthy until an experiment injects a runtime fault (``handler_fault``) into charge_card,
-whose circuit breaker opens after 5 failures and probes again after 1 s."""
+"""Payments for the handler-outage experiment, at every QoS level side by side: like
+failing_handlers, but every handler is healthy until an experiment injects a runtime fault
+(``handler_fault``) into charge_card, whose circuit breaker (one per stream) opens after 5
+failures and probes again after 1 s."""
 
 from catga_bench import CatgaUser, Scenario, SLOTargets, Stream, profiles
 from catga_bench.profiles import HandlerSpec
@@ -18,9 +19,9 @@ handlers = [
 class ChaosPayments(CatgaUser):
     scenario = Scenario(
         name="chaos_payments",
-        description="four payment handlers, charge_card behind a breaker (5 failures, 1 s)",
-        rate=200,
-        qos=1,
-        streams=[Stream("PaymentAccepted", handlers=handlers)],
-        slo=SLOTargets(p99_ms=100, max_lost=0, max_error_ratio=None),
+        description="four payment handlers, charge_card behind a breaker (5 failures, 1 s), "
+                    "at QoS 0, 1 and 2",
+        rate=300,
+        streams=[Stream(f"PaymentQos{q}", handlers=handlers, qos=q) for q in (0, 1, 2)],
+        slo=SLOTargets(p99_ms=100, max_lost=0, max_duplicates=0, max_error_ratio=None),
     )

@@ -60,7 +60,8 @@ def _full_report() -> dict[str, Any]:
         "service_time_ms": {"p50": 1.2, "p90": 8.0, "p99": 35.5, "p999": 60.0, "max": 70.1,
                             "mean": 2.2},
         "streams": {
-            "fast": {"sent": 5000, "completed": 4990, "slo": True, "latency_ms": pct},
+            "fast": {"sent": 5000, "completed": 4990, "slo": True, "latency_ms": pct, "qos": 1,
+                     "lost": 0, "duplicates": 2},
             "slow": {"sent": 1000, "completed": 900, "slo": False, "latency_ms": pct},
         },
         "sent": 6000, "handled": 5890, "lost": 0, "duplicates": 0, "dead_lettered": 3,
@@ -125,7 +126,8 @@ def test_markdown_has_verdict_slo_table_and_figures(full_report: dict[str, Any])
     assert "intended send time" in md and "coordinated omission" in md
     assert "| circuit_open | 300 |" in md
     assert md.index("| circuit_open |") < md.index("| handler_failed |")  # most frequent first
-    assert "| fast | yes | 5,000 | 4,990 |" in md
+    assert "| fast | 1 | yes | 5,000 | 4,990 |" in md
+    assert "| lost | duplicates |" in md and "| 0 | 2 |" in md  # per stream, so per QoS
     assert "| offered | 1,000 |" in md
     assert "- the slow stream does not count for the latency SLO" in md
     assert "| argv | -f high_fanout.py |" in md

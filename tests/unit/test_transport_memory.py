@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -189,7 +190,7 @@ def test_endpoint_serves_events_and_requests_and_dead_letters_malformed() -> Non
     run(main())
 
 
-def test_endpoint_nacks_rejected_qos1_messages_so_none_is_lost() -> None:
+def test_endpoint_redeliver_policy_nacks_rejected_qos1_messages_so_all_are_handled() -> None:
     async def main() -> None:
         limiter = ConcurrencyLimiter(1, 0)  # one at a time, no queue: the rest are rejected
         mediator = Mediator(limiter=limiter)
@@ -203,7 +204,7 @@ def test_endpoint_nacks_rejected_qos1_messages_so_none_is_lost() -> None:
         registry = TypeRegistry([Placed])
         async with InMemoryTransport(InMemoryBroker(max_deliver=1000)) as t:
             ep = MediatorEndpoint(mediator, t, registry, max_in_flight=8,
-                                  rejected_redelivery_s=0.01)
+                                  on_rejected="redeliver", rejected_redelivery_s=0.01)
             await ep.serve_events(default_subject(Placed), QoS.AT_LEAST_ONCE)
             remote = RemoteMediator(t, registry)
             for i in range(20):
@@ -215,5 +216,54 @@ def test_endpoint_nacks_rejected_qos1_messages_so_none_is_lost() -> None:
             assert sorted(done) == list(range(20))
             assert ep.rejected_redelivered > 0
             assert await t.dead_letters() == []
+
+    run(main())
+
+
+def test_endpoint_reports_rejected_qos1_messages_and_settles_them() -> None:
+    """Default backpressure over a broker: what the limiter refuses is reported to the sender
+    (REJECTED through on_outcome) and acked, so the broker holds no refused backlog; every
+    message is either handled or reported rejected, none silently gone."""
+    async def main() -> None:
+        limiter = ConcurrencyLimiter(1, 0)
+        mediator = Mediator(limiter=limiter)
+        done: list[int] = []
+        outcomes: dict[int, str] = {}
+
+        async def slow(e: Placed) -> None:
+            await asyncio.sleep(0.005)
+            done.append(e.order)
+
+        async def on_outcome(msg: Any, result: Any, d: Any) -> None:
+            outcomes[msg.order] = "" if result.error is None else result.error.code.value
+
+        mediator.subscribe(Placed, slow)
+        registry = TypeRegistry([Placed])
+        async with InMemoryTransport(InMemoryBroker(max_deliver=1000)) as t:
+            ep = MediatorEndpoint(mediator, t, registry, max_in_flight=8, on_outcome=on_outcome)
+            await ep.serve_events(default_subject(Placed), QoS.AT_LEAST_ONCE)
+            remote = RemoteMediator(t, registry)
+            for i in range(20):
+                await remote.publish(Placed(order=i, qos=QoS.AT_LEAST_ONCE))
+            for _ in range(300):
+                if len(outcomes) == 20:
+                    break
+                await asyncio.sleep(0.01)
+            rejected = sorted(o for o, c in outcomes.items() if c == "rejected")
+            assert len(outcomes) == 20
+            assert rejected and ep.rejected_reported == len(rejected)
+            assert ep.rejected_redelivered == 0
+            assert sorted(done + rejected) == list(range(20))  # each handled xor rejected
+            assert t.stats.acked == 20 and t.stats.nacked == 0
+
+    run(main())
+
+
+def test_endpoint_rejects_an_unknown_rejection_policy() -> None:
+    async def main() -> None:
+        registry = TypeRegistry([Placed])
+        async with InMemoryTransport(InMemoryBroker()) as t:
+            with pytest.raises(ValueError, match="on_rejected"):
+                MediatorEndpoint(Mediator(), t, registry, on_rejected="drop")  # type: ignore[arg-type]
 
     run(main())
