@@ -248,17 +248,22 @@ class RemoteDriver(EmbeddedDriver):
         """Stop generating, wait for outstanding outcomes, collect the core's stats, and return
         the payload. A delivery the broker lost track of (a dropped link, a dead core) comes
         back only after the core's ack wait, so the wait lasts until nothing has arrived for
-        that long plus 2 s (3 s at least), and at most ``max(drain_timeout_s, ack wait + 5 s)``
-        — only then is a missing message counted lost."""
+        that long plus 2 s (3 s at least; 3 s when only QoS 0 messages are missing), and at
+        most ``max(drain_timeout_s, ack wait + 5 s)`` — only then is a missing message counted
+        lost."""
         self._stopping = True
         self.dropped_sends += int(self.behind_s * self.total_rate)
         redelivery_s = self.core_ack_wait_s if int(self.max_qos) >= 1 else 0.0  # QoS 0: never
         idle_limit = max(3.0, redelivery_s + 2.0)
         deadline = time.perf_counter() + max(drain_timeout_s, redelivery_s + 5.0)
         self.last_progress = time.perf_counter()
+        qos0 = {st.index for st in self.streams if int(st.qos) == 0}
         while self.in_flight and time.perf_counter() < deadline:
-            if time.perf_counter() - self.last_progress > idle_limit:
+            idle = time.perf_counter() - self.last_progress
+            if idle > idle_limit:
                 break
+            if idle > 3.0 and all(s in qos0 for s, _ in self.pending):
+                break  # only QoS 0 messages missing: nothing will redeliver them
             await asyncio.sleep(0.02)
         if self.transport.stats.disconnects and int(self.max_qos) >= 1:
             # the link dropped during the run: a completion batch in flight then is redelivered

@@ -1,0 +1,118 @@
+"""The fault matrix: faults x QoS x transport, run the way a release gate runs it.
+
+``catga-bench gate --faults all --transports nats,redis --profile ci`` plays every shipped
+experiment (experiments/*.yaml) once per broker; each run's scenario carries three streams at
+QoS 0, 1 and 2 side by side, so one run per (fault, broker) answers for every QoS level. One
+gate run per module (about 7 minutes on 2 cores), then one test per cell:
+
+* QoS 1 and QoS 2: lost = 0 through every fault; QoS 2: duplicates handled = 0;
+* QoS 0: loss reported (a number in the report and the journal), never silent;
+* the experiment's own targets: throughput back within its window after the fault (10 s
+  after a 10 s partition), breaker opened within its threshold and closed within 10 s of
+  recovery, overload rejected (counted) with admitted P99 < 100 ms and RSS growth < 100 MB;
+* the journal has Chaos Toolkit's fields, every rollback succeeded, no toxic is left.
+
+tests/chaos/test_matrix_defects.py proves the same cells fail when the core is broken.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _support import require_tool
+
+from catga_bench import gate_suite
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module fixture: ~6 min
+
+BROKERS = ("nats", "redis")
+JOURNAL_KEYS = ("chaoslib-version", "experiment", "status", "start", "end", "duration",
+                "steady_states", "run", "rollbacks", "deviated")
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any]]:
+    for b in BROKERS:
+        require_tool(f"{b}-server", f"apt-get install -y {b}-server")
+    tmp = tmp_path_factory.mktemp("matrix")
+    out = tmp / "gate.json"
+    code = gate_suite.main(["--faults", "all", "--transports", ",".join(BROKERS),
+                            "--profile", "ci", "--json", str(out),
+                            "--report-dir", str(tmp / "reports")])
+    assert out.exists(), f"gate exited {code} without writing {out}"
+    return code, json.loads(out.read_text())
+
+
+def _cell(doc: dict[str, Any], fault: str, transport: str) -> dict[str, Any]:
+    rows = [c for c in doc["cases"]
+            if c["case"] == f"fault:{fault}" and c["transport"] == transport]
+    assert len(rows) == 1, [(c["case"], c["transport"]) for c in doc["cases"]]
+    return rows[0]
+
+
+def _load_report(journal: dict[str, Any]) -> dict[str, Any]:
+    probes = journal["steady_states"]["after"]["probes"]
+    lr = [p for p in probes if p["activity"]["type"] == "load_report"]
+    assert len(lr) == 1, probes
+    out: dict[str, Any] = lr[0]["output"]
+    return out
+
+
+def test_every_cell_of_the_matrix_ran(matrix: tuple[int, dict[str, Any]]) -> None:
+    code, doc = matrix
+    cells = {(c["case"], c["transport"]) for c in doc["cases"]}
+    assert cells == {(f"fault:{f}", t) for f in gate_suite.FAULT_NAMES for t in BROKERS}
+    assert code == 0, json.dumps([(c["case"], c["transport"], c["verdict"])
+                                  for c in doc["cases"] if c["status"] != "PASS"], indent=1)
+    assert doc["passed"] is True
+
+
+@pytest.mark.parametrize("transport", BROKERS)
+@pytest.mark.parametrize("fault", gate_suite.FAULT_NAMES)
+def test_cell(matrix: tuple[int, dict[str, Any]], fault: str, transport: str) -> None:
+    cell = _cell(matrix[1], fault, transport)
+    assert cell["status"] == "PASS", (cell["verdict"], cell["failed_targets"])
+    journal = json.loads((Path(cell["report_dir"]) / "journal.json").read_text())
+    for key in JOURNAL_KEYS:
+        assert key in journal, key
+    assert journal["status"] == "completed" and journal["deviated"] is False
+    assert journal["experiment"]["environment"]["broker"] == transport
+
+    lr = _load_report(journal)
+    figures = lr["figures"]
+    # per QoS level: the same numbers in the gate's row and in the journal
+    assert figures["lost_by_qos.1"] == 0 and cell["figures"]["lost_qos1"] == 0
+    assert figures["lost_by_qos.2"] == 0 and cell["figures"]["lost_qos2"] == 0
+    assert figures["duplicates_by_qos.2"] == 0 and cell["figures"]["duplicates_qos2"] == 0
+    qos0 = figures["lost_by_qos.0"]  # reported, whatever it is
+    assert isinstance(qos0, int) and qos0 >= 0 and cell["figures"]["lost_qos0"] == qos0
+    report = json.loads(Path(lr["report"]).read_text())
+    levels = {s["qos"] for s in report["streams"].values()}
+    assert levels == {0, 1, 2}, report["streams"]
+    assert all(s["sent"] > 0 and s["acked"] > 0 for s in report["streams"].values())
+
+    # rollbacks played, none failed; the link is clean afterwards
+    assert len(journal["rollbacks"]) == len(journal["experiment"]["rollbacks"]) >= 1
+    assert all(e["status"] == "succeeded" for e in journal["rollbacks"]), journal["rollbacks"]
+    after = {p["activity"]["type"]: p for p in journal["steady_states"]["after"]["probes"]}
+    if "proxy_has_no_toxics" in after:
+        assert after["proxy_has_no_toxics"]["output"]["toxics"] == []
+
+    if "recovery" in lr:
+        rec = lr["recovery"]
+        assert rec["passed"] and rec["recovered_after_s"] <= rec["within_s"], rec
+    if fault == "link_partition":
+        assert lr["recovery"]["fault_s"] >= 9.5 and lr["recovery"]["within_s"] <= 10
+    if fault == "handler_outage":
+        b = report["breaker"]
+        assert b["opened"] >= 3 and b["failures_before_first_open"] <= 5, b
+        assert b["closed_after_recovery_s"] is not None and b["closed_after_recovery_s"] <= 10
+        assert b["state"] == "closed"
+    if fault == "overload_10x":
+        assert report["rejected"] > 0 and report["latency_ms"]["p99"] < 100
+        assert report["rss_mb"]["growth"] < 100
+        assert report["core"]["endpoint"]["rejected_reported"] > 0
+        assert report["core"]["endpoint"]["rejected_redelivered"] == 0
