@@ -91,29 +91,33 @@ class Fault:
     name: str
     what: str
     vars: dict[str, dict[str, str]]
+    #: its targets are latencies: never run beside another cell (``--jobs``)
+    exclusive: bool = False
 
 
 #: every fault cell also checks, per QoS level of its three streams: QoS 1/2 lost 0, QoS 2
 #: duplicates 0, QoS 0 loss reported
 FAULTS: tuple[Fault, ...] = (
     Fault("link_latency", "link latency 50 ms +-10 ms: exit 0, P99 < 500 ms",
-          {"ci": {"duration": "14", "warmup_s": "4", "fault_s": "4"}, "release": {}}),
+          {"ci": {"duration": "11", "warmup_s": "3", "fault_s": "4"}, "release": {}},
+          exclusive=True),
     Fault("link_partition", "link down 10 s, then healed: throughput back within 10 s",
-          {"ci": {"duration": "26", "warmup_s": "4"}, "release": {}}),
+          {"ci": {"duration": "22", "warmup_s": "4"}, "release": {}}),
     Fault("bandwidth_squeeze", "link squeezed to 32 KB/s: throughput back within 15 s",
-          {"ci": {"duration": "14", "warmup_s": "4", "fault_s": "4"}, "release": {}}),
+          {"ci": {"duration": "11", "warmup_s": "3", "fault_s": "3"}, "release": {}}),
     Fault("reset_peer_storm", "every connection reset after 500 ms: throughput back "
-          "within 10 s", {"ci": {"duration": "14", "warmup_s": "4", "fault_s": "3"},
+          "within 10 s", {"ci": {"duration": "11", "warmup_s": "3", "fault_s": "3"},
                           "release": {}}),
     Fault("broker_kill_restart", "broker killed -9 and restarted: throughput back within 15 s",
-          {"ci": {"duration": "14", "warmup_s": "4", "down_s": "2"}, "release": {}}),
+          {"ci": {"duration": "12", "warmup_s": "3", "down_s": "2"}, "release": {}}),
     Fault("broker_pause", "broker frozen (SIGSTOP) then resumed: throughput back within 10 s",
-          {"ci": {"duration": "14", "warmup_s": "4", "pause_s": "4"}, "release": {}}),
+          {"ci": {"duration": "11", "warmup_s": "3", "pause_s": "3"}, "release": {}}),
     Fault("handler_outage", "charge_card fails every call for 4 s: breakers open within 5 "
-          "failures, close within 10 s of recovery", {"ci": {"duration": "14", "warmup_s": "4"},
+          "failures, close within 10 s of recovery", {"ci": {"duration": "12", "warmup_s": "3"},
                                                       "release": {}}),
     Fault("overload_10x", "10x overload into a bulkhead: rejected > 0 (counted), admitted "
-          "P99 < 100 ms, RSS growth < 100 MB", {"ci": {"duration": "12"}, "release": {}}),
+          "P99 < 100 ms, RSS growth < 100 MB", {"ci": {"duration": "12"}, "release": {}},
+          exclusive=True),
 )
 FAULT_NAMES = tuple(f.name for f in FAULTS)
 #: seconds a fault cell's chaos run may take (environment up, load, rollbacks, teardown)
@@ -195,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the fault matrix: these chaos experiments "
                         f"({', '.join(FAULT_NAMES)}) or all, once per broker transport; "
                         "without --only, ONLY the fault matrix runs (default: none)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run up to N fault cells at once (each has its own broker, proxy and "
+                        "core on free ports); cells whose targets are latencies "
+                        f"({', '.join(f.name for f in FAULTS if f.exclusive)}) always run "
+                        "alone. Default: %(default)s")
     p.add_argument("--experiments", default=None, metavar="DIR",
                    help="chaos experiment directory (default: ./experiments, else the one "
                         "next to the catga_bench package)")
@@ -523,6 +532,27 @@ def fault_command(fault: Fault, transport: str, profile: str, experiments: Path,
             "--workdir", str(cell_dir / "work")]
 
 
+#: chaos runs in progress (stopped by main() on Ctrl-C when cells run in worker threads)
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+def schedule_faults(fault_runs: list[tuple[Fault, str]],
+                    jobs: int) -> list[list[tuple[int, Fault, str]]]:
+    """Waves of (index in ``fault_runs``, fault, transport) to run concurrently: each
+    exclusive cell alone, the others ``jobs`` at a time, in plan order."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs: must be >= 1, got {jobs}")
+    waves: list[list[tuple[int, Fault, str]]] = []
+    shared: list[tuple[int, Fault, str]] = []
+    for i, (fault, transport) in enumerate(fault_runs):
+        if fault.exclusive or jobs == 1:
+            waves.append([(i, fault, transport)])
+        else:
+            shared.append((i, fault, transport))
+    waves += [shared[k:k + jobs] for k in range(0, len(shared), jobs)]
+    return waves
+
+
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the chaos run (it plays its rollbacks and tears its environment down), then
     SIGKILL its process group if it is still there after 30 s."""
@@ -551,6 +581,7 @@ def run_fault_cell(fault: Fault, transport: str, profile: str, experiments: Path
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cell_dir,
                                 env=dict(os.environ), start_new_session=True)
+        _LIVE.add(proc)
         try:
             code = proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -559,6 +590,8 @@ def run_fault_cell(fault: Fault, transport: str, profile: str, experiments: Path
         except BaseException:  # Ctrl-C: let the chaos run roll back before leaving
             _stop_group(proc)
             raise
+        finally:
+            _LIVE.discard(proc)
     output = log_path.read_text(errors="replace") if log_path.exists() else ""
     journal: dict[str, Any] | None = None
     if journal_path.exists():
@@ -670,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         # --faults without --only: only the fault matrix
         runs = plan(only, transports) if faults is None or only is not None else []
         fault_runs = plan_faults(faults, transports) if faults is not None else []
+        schedule_faults(fault_runs, args.jobs)  # checks --jobs
         scenarios = _scenario_dir(args.scenarios) if runs else Path()
         experiments = _experiments_dir(args.experiments) if fault_runs else Path()
     except ConfigError as exc:
@@ -697,12 +731,32 @@ def main(argv: list[str] | None = None) -> int:
               f"({case.seconds[args.profile]} s) ...", flush=True)
         _done(index, case.name, transport,
               _run_isolated(case, transport, args.profile, scenarios, out_dir))
-    for index, (fault, transport) in enumerate(fault_runs, len(runs) + 1):
-        name = f"fault:{fault.name}"
+    fault_results: dict[int, CaseResult] = {}
+    lock = threading.Lock()
+
+    def _cell(i: int, fault: Fault, transport: str) -> None:
+        index, name = len(runs) + 1 + i, f"fault:{fault.name}"
         print(f"[{index}/{total}] {name} on {transport} "
               f"({fault_seconds(fault, args.profile, experiments)} s) ...", flush=True)
-        _done(index, name, transport,
-              run_fault_cell(fault, transport, args.profile, experiments, out_dir))
+        r = run_fault_cell(fault, transport, args.profile, experiments, out_dir)
+        with lock:
+            fault_results[i] = r
+            _done(index, name, transport, r)
+
+    try:
+        for wave in schedule_faults(fault_runs, args.jobs):
+            threads = [threading.Thread(target=_cell, args=cell, daemon=True) for cell in wave]
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+    except KeyboardInterrupt:  # worker threads do not see Ctrl-C: stop their chaos runs
+        for proc in list(_LIVE):
+            _stop_group(proc)
+        raise
+    # the table and the JSON list cells in plan order, whatever order they finished in
+    results[len(runs):] = [fault_results[i] for i in sorted(fault_results)]
     code = _overall(results)
     print_table(results)
     wall = round(time.monotonic() - started, 1)

@@ -3,7 +3,8 @@
 ``catga-bench gate --faults all --transports nats,redis --profile ci`` plays every shipped
 experiment (experiments/*.yaml) once per broker; each run's scenario carries three streams at
 QoS 0, 1 and 2 side by side, so one run per (fault, broker) answers for every QoS level. One
-gate run per module (about 7 minutes on 2 cores), then one test per cell:
+gate run per module (``--jobs 2``: two cells at a time, the latency-judged ones alone; about
+4 minutes on 2 cores), then one test per cell:
 
 * QoS 1 and QoS 2: lost = 0 through every fault; QoS 2: duplicates handled = 0;
 * QoS 0: loss reported (a number in the report and the journal), never silent;
@@ -40,7 +41,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any
     tmp = tmp_path_factory.mktemp("matrix")
     out = tmp / "gate.json"
     code = gate_suite.main(["--faults", "all", "--transports", ",".join(BROKERS),
-                            "--profile", "ci", "--json", str(out),
+                            "--profile", "ci", "--jobs", "2", "--json", str(out),
                             "--report-dir", str(tmp / "reports")])
     assert out.exists(), f"gate exited {code} without writing {out}"
     return code, json.loads(out.read_text())

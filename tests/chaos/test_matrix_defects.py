@@ -4,9 +4,11 @@ tests/chaos/test_fault_matrix.py shows the same cells pass on the clean build.
 
 * dedup_off x broker kill -9 on NATS: the restart redelivers (hundreds per run, measured), so
   QoS 2 handles duplicates;
-* breaker_disabled x handler outage: the breakers never open;
-* unbounded_queue x 10x overload: nothing is rejected, the backlog grows.
-About a minute and a half on 2 cores.
+* breaker_disabled x handler outage: the breakers never open.
+(unbounded_queue x overload_10x fails too — measured on Redis: 0 rejected, admitted P99 41 s,
+2,112 / 2,206 QoS 1 / 2 messages unhandled at the end — but the embedded overload case of
+tests/chaos/test_gate_defects.py already proves that defect is caught, so CI's minute goes
+elsewhere.) About 45 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ pytestmark = pytest.mark.slow
     [
         ("dedup_off", "broker_kill_restart", "nats", "duplicates_by_qos.2"),
         ("breaker_disabled", "handler_outage", "nats", "breaker.opened"),
-        ("unbounded_queue", "overload_10x", "redis", "rejected"),
     ],
 )
 def test_seeded_defect_fails_its_cell(defect: str, fault: str, transport: str, target: str,

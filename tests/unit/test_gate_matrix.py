@@ -38,18 +38,34 @@ def test_faults_are_the_shipped_experiments_in_order() -> None:
         gs.FAULTS[0].name = "x"  # type: ignore[misc]
 
 
-def test_ci_vars() -> None:
-    ci = {f.name: f.vars["ci"] for f in gs.FAULTS}
-    assert ci == {
-        "link_latency": {"duration": "14", "warmup_s": "4", "fault_s": "4"},
-        "link_partition": {"duration": "26", "warmup_s": "4"},
-        "bandwidth_squeeze": {"duration": "14", "warmup_s": "4", "fault_s": "4"},
-        "reset_peer_storm": {"duration": "14", "warmup_s": "4", "fault_s": "3"},
-        "broker_kill_restart": {"duration": "14", "warmup_s": "4", "down_s": "2"},
-        "broker_pause": {"duration": "14", "warmup_s": "4", "pause_s": "4"},
-        "handler_outage": {"duration": "14", "warmup_s": "4"},
-        "overload_10x": {"duration": "12"},
-    }
+def test_ci_vars_name_real_variables_and_keep_the_targets() -> None:
+    import yaml
+
+    for f in gs.FAULTS:
+        config = yaml.safe_load((REPO / "experiments" / f"{f.name}.yaml").read_text())[
+            "configuration"]
+        assert set(f.vars["ci"]) <= set(config), (f.name, f.vars["ci"])  # no typo'd variable
+        assert int(f.vars["ci"]["duration"]) < int(config["duration"]), f.name  # shorter
+    # the partition target is about a 10 s partition: CI shortens the run, never the partition
+    part = _fault("link_partition").vars["ci"]
+    assert "down_s" not in part and "recover_within_s" not in part
+    assert int(part["duration"]) >= int(part["warmup_s"]) + 10 + 5
+    # latency targets never share the machine with another cell
+    assert {f.name for f in gs.FAULTS if f.exclusive} == {"link_latency", "overload_10x"}
+
+
+def test_schedule_faults_runs_exclusive_cells_alone() -> None:
+    runs = gs.plan_faults(list(ORDER), ["nats", "redis"])
+    waves = gs.schedule_faults(runs, 2)
+    assert sorted(i for w in waves for i, _, _ in w) == list(range(len(runs)))  # each once
+    for w in waves:
+        assert 1 <= len(w) <= 2
+        if any(f.exclusive for _, f, _ in w):
+            assert len(w) == 1
+    assert sum(len(w) == 2 for w in waves) == 6  # 12 shared cells, two at a time
+    assert [len(w) for w in gs.schedule_faults(runs, 1)] == [1] * len(runs)
+    with pytest.raises(gs.ConfigError, match="--jobs"):
+        gs.schedule_faults(runs, 0)
 
 
 # ----------------------------------------------------------------------------- planning
@@ -120,7 +136,8 @@ def test_fault_command(tmp_path: Path) -> None:
     cmd = gs.fault_command(_fault("broker_pause"), "redis", "ci", tmp_path, cell)
     assert cmd == [sys.executable, "-m", "catga_bench.chaos", "run",
                    str(tmp_path / "broker_pause.yaml"), "--var", "broker=redis",
-                   "--var", "duration=14", "--var", "warmup_s=4", "--var", "pause_s=4",
+                   *(x for k, v in _fault("broker_pause").vars["ci"].items()
+                     for x in ("--var", f"{k}={v}")),
                    "--journal", str(cell / "journal.json"), "--workdir", str(cell / "work")]
     release = gs.fault_command(_fault("broker_pause"), "nats", "release", tmp_path, cell)
     assert release[release.index("--var"):release.index("--journal")] == [
@@ -128,8 +145,9 @@ def test_fault_command(tmp_path: Path) -> None:
 
 
 def test_fault_seconds(tmp_path: Path) -> None:
-    assert gs.fault_seconds(_fault("link_partition"), "ci") == 26
-    assert gs.fault_seconds(_fault("overload_10x"), "ci", tmp_path) == 12
+    for name in ("link_partition", "overload_10x"):
+        assert gs.fault_seconds(_fault(name), "ci", tmp_path) == int(
+            _fault(name).vars["ci"]["duration"])
     (tmp_path / "broker_pause.yaml").write_text("configuration:\n  duration: 33\n")
     assert gs.fault_seconds(_fault("broker_pause"), "release", tmp_path) == 33
     assert gs.fault_seconds(_fault("handler_outage"), "release", tmp_path) == 0  # no file
@@ -335,8 +353,10 @@ def test_main_with_faults_alone_runs_only_the_matrix(
     assert cells == [("handler_outage", "nats", "ci"), ("overload_10x", "nats", "ci")]
     out = capsys.readouterr().out
     assert "0 case(s), 2 fault cell(s)" in out
-    assert "[1/2] fault:handler_outage on nats (14 s) ..." in out
-    assert "[2/2] fault:overload_10x on nats (12 s) ..." in out
+    secs = _fault("handler_outage").vars["ci"]["duration"]
+    assert f"[1/2] fault:handler_outage on nats ({secs} s) ..." in out
+    secs = _fault("overload_10x").vars["ci"]["duration"]
+    assert f"[2/2] fault:overload_10x on nats ({secs} s) ..." in out
     assert "[2/2] fault:overload_10x on nats: FAIL in 0.1 s" in out
     doc = json.loads(out_json.read_text())
     assert doc["faults"] == ["handler_outage", "overload_10x"]
@@ -392,7 +412,7 @@ def test_run_fault_cell_judges_the_journal_it_leaves(tmp_path: Path,
     assert (r.case, r.transport, r.status, r.exit_code) == ("fault:handler_outage", "nats",
                                                             "FAIL", 1)
     assert r.failed_targets == ["lost"]
-    assert r.seconds == 14
+    assert r.seconds == int(_fault("handler_outage").vars["ci"]["duration"])
     assert r.report_dir == str(cell)
     assert "chaos says hi" in (cell / "chaos.log").read_text()
 
