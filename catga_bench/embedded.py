@@ -483,16 +483,24 @@ class EmbeddedDriver:
                     out[f"outage:{h.name}"] = p.outage_start_s <= now < end
         return out
 
-    def _closed_after_recovery(self) -> float | None:
-        """Seconds from the end of a handler's outage to its breaker closing (max over the
-        failing handlers with a breaker; None if one never closed after its outage)."""
-        worst: float | None = None
+    def _recovered_breakers(self) -> list[tuple[CircuitBreaker, float]]:
+        """(breaker, end of its handler's outage in elapsed seconds) for every breaker whose
+        handler's outage window (the scenario's :class:`Failing` profiles) has ended."""
+        now = self.elapsed_s()
+        out: list[tuple[CircuitBreaker, float]] = []
         for (si, hi), breaker in self._breaker_index.items():
             prof = self.streams[si].handlers[hi].profile
-            if not isinstance(prof, Failing) or prof.outage_end_s is None:
-                continue
-            end = prof.outage_end_s
-            if self.elapsed_s() < end or breaker.opened == 0:
+            if isinstance(prof, Failing) and prof.outage_end_s is not None \
+                    and prof.outage_end_s <= now:
+                out.append((breaker, prof.outage_end_s))
+        return out
+
+    def _closed_after_recovery(self) -> float | None:
+        """Seconds from the end of a handler's outage to its breaker closing (max over the
+        recovered breakers that opened; None if one never closed after its outage)."""
+        worst: float | None = None
+        for breaker, end in self._recovered_breakers():
+            if breaker.opened == 0:
                 continue
             closes = [t for t, name, state in self._transitions
                       if name == breaker.name and state == "closed" and t >= end]

@@ -36,7 +36,7 @@ import orjson
 from catga_bench.embedded import EmbeddedDriver
 from catga_bench.scenario import Scenario
 from catga_bench.wire import CTL_SUBJECT, CompletionBatch, done_subject, stream_subject, unpack_seq
-from core import ErrorCode, FanoutOutcome, IdempotencyStore, Message, QoS, Result
+from core import CircuitBreaker, ErrorCode, FanoutOutcome, IdempotencyStore, Message, QoS, Result
 from core.transport import (
     BrokerUnavailable,
     Delivery,
@@ -196,7 +196,7 @@ class ServedCore(EmbeddedDriver):
         # handler name (or "*") -> runtime fault; shared with BenchServer, which sets it
         self.faults: dict[str, HandlerFault] = {} if faults is None else faults
         # runtime fault windows of this run: [handler or "*", start, end] in elapsed seconds
-        # (end None: until fault_clear); judged by _closed_after_recovery
+        # (end None: until fault_clear); judged by _closed_after_recovery (embedded driver)
         self.fault_windows: list[list[Any]] = []
         super().__init__(scenario, handler_count=handler_count, defects=defects)
         self.registry = TypeRegistry(st.msg_type for st in self.streams)
@@ -237,29 +237,17 @@ class ServedCore(EmbeddedDriver):
             if w[2] is None or w[2] > now:
                 w[2] = now
 
-    def _closed_after_recovery(self) -> float | None:
-        """With runtime faults set during the run: seconds from the end of each fault window
-        to the first close of the breaker of every handler it hit that opened (max; None if
-        one never closed). Without: the scenario's own outage windows (embedded driver)."""
+    def _recovered_breakers(self) -> list[tuple[CircuitBreaker, float]]:
+        """With runtime faults set during the run: the breaker of every handler a fault window
+        hit, with the window's end (elapsed seconds), once it has ended. Without: the
+        scenario's own outage windows (embedded driver)."""
         if not self.fault_windows:
-            return super()._closed_after_recovery()
-        worst: float | None = None
+            return super()._recovered_breakers()
         now = self.elapsed_s()
-        for handler, _start, end in self.fault_windows:
-            if end is None or now < end:
-                continue
-            for (si, hi), breaker in self._breaker_index.items():
-                if handler not in ("*", self.streams[si].handlers[hi].name):
-                    continue
-                if breaker.opened == 0:
-                    continue
-                closes = [t for t, name, state in self._transitions
-                          if name == breaker.name and state == "closed" and t >= end]
-                if not closes:
-                    return None
-                delta = round(closes[0] - end, 3)
-                worst = delta if worst is None else max(worst, delta)
-        return worst
+        return [(breaker, end) for handler, _start, end in self.fault_windows
+                if end is not None and end <= now
+                for (si, hi), breaker in self._breaker_index.items()
+                if handler in ("*", self.streams[si].handlers[hi].name)]
 
     def handled(self, stream: int, handler: int, seq: int) -> None:
         gen, local = unpack_seq(seq)
