@@ -54,6 +54,8 @@ from core.transport.base import (
 
 __all__ = ["DeadLetter", "NatsTransport"]
 
+#: nats-py's own timeout for a flush that outlived our wait (see NatsTransport.flush)
+_FLUSH_BACKGROUND_S = 300.0
 _log = logging.getLogger("catga.transport.nats")
 
 _INITIAL_CONNECT_ATTEMPTS = 3
@@ -170,6 +172,7 @@ class NatsTransport(Transport):
         self._stream_lock = asyncio.Lock()
         self._subs: set[_CoreSubscription | _JetStreamSubscription] = set()
         self._closing = False
+        self._flushes: set[asyncio.Task[None]] = set()  # flushes outliving their caller's wait
         self._connecting = False
         self._down = False
 
@@ -328,10 +331,25 @@ class NatsTransport(Transport):
             TransportError: no PONG within ``timeout_s`` seconds. BrokerUnavailable: closed.
         """
         nc, _ = self._client()
+        # nats-py (2.16) cancels the PONG future of a flush that times out but leaves it in its
+        # queue; when that PONG arrives, set_result() raises InvalidStateError inside the
+        # client's read loop, which then dies without reconnecting: a connection that looks
+        # up and never reads again (found by the bandwidth-squeeze experiment: an 8 s squeeze
+        # left the core deaf for the rest of the run). So a flush of ours never times out in
+        # nats-py: it runs shielded with a long timeout of its own and the PONG completes it
+        # later; only our wait gives up after ``timeout_s``.
+        task = asyncio.ensure_future(nc.flush(timeout=_FLUSH_BACKGROUND_S))  # type: ignore[arg-type]
+        self._flushes.add(task)
+        task.add_done_callback(self._flush_done)
         try:
-            await nc.flush(timeout=timeout_s)  # type: ignore[arg-type]
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
         except Exception as exc:
             raise self._error(exc, "flush") from exc
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a late failure was already reported to the caller
 
     # -- streams ------------------------------------------------------------------------------
 
@@ -522,6 +540,8 @@ class NatsTransport(Transport):
                 await nc.flush(timeout=1)
         with contextlib.suppress(Exception):
             await nc.close()
+        for task in list(self._flushes):
+            task.cancel()
         _log.info("closed connection to %s", self.url)
 
 

@@ -360,3 +360,32 @@ def test_survives_broker_restart(nats_server: BrokerProcess) -> None:
                              what="QoS 1 after restart")
 
     asyncio.run(main())
+
+
+def test_a_flush_that_timed_out_does_not_leave_a_deaf_connection(
+        nats_server: BrokerProcess) -> None:
+    """Regression (found by bandwidth_squeeze at release length): nats-py cancels the PONG
+    future of a timed-out flush but keeps it queued; the late PONG then killed the client's
+    read loop and the connection stayed up but deaf. The transport's flush must survive it:
+    after the broker answers again, requests and flushes work on the same connection."""
+    async def main() -> None:
+        async with NatsTransport(nats_server.url) as server, \
+                NatsTransport(nats_server.url) as client:
+            async def echo(d: Delivery) -> None:
+                await d.respond({}, d.body)
+
+            await server.subscribe("catga.deaf.Echo", echo, group="rpc")
+            await server.flush()
+            nats_server.pause()  # SIGSTOP: no PONG for now
+            try:
+                with pytest.raises(TransportError, match="flush"):
+                    await client.flush(timeout_s=0.3)
+            finally:
+                nats_server.resume()
+            await asyncio.sleep(0.5)  # the late PONG arrives and is taken
+            await client.flush(timeout_s=2)  # raised a timeout when the read loop had died
+            reply = await client.request("catga.deaf.Echo", {}, b"still here", timeout_s=2)
+            assert reply.body == b"still here"
+            assert client.stats.reconnects == 0  # the same connection, not a new one
+
+    asyncio.run(main())
