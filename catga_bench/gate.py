@@ -268,10 +268,15 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
     if facts.offered_rate > 0 and duration > 0 and (
         sent_rate < facts.offered_rate * (1 - shortfall_limit)
     ):
+        lag_p99 = lag_pct.get("p99")
+        shared = (" (embedded: the core shares the generator's event loop, whose lag P99 was "
+                  f"{lag_p99:,.0f} ms — a core that stalls the loop starves the generator too)"
+                  if facts.transport == "embedded" and lag_p99 is not None and lag_p99 >= 50
+                  else "")
         env.append(
             f"the generator issued {sent_rate:,.0f} msg/s of the {facts.offered_rate:,.0f} "
             f"offered (more than {shortfall_limit:.0%} short): this machine could not offer the "
-            "load, so the run proves nothing"
+            f"load, so the run proves nothing{shared}"
         )
     if report["sent"] == 0:
         env.append("no message was sent")
