@@ -208,15 +208,13 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
     states = breaker.get("breakers", {})
     breaker["state"] = ("open" if "open" in states.values()
                         else "half_open" if "half_open" in states.values() else "closed")
-    rss = merged.get("rss_mb", {})
+    rss = _with_growth(merged.get("rss_mb", {}))
+    generator_rss: dict[str, Any] | None = None
     core_rss = (merged.get("core") or {}).get("rss_mb")
     if isinstance(core_rss, dict) and "peak" in core_rss:
         # over a broker the system under test is the serving core: its memory is what a
         # bounded queue must keep flat (the generator's is reported as generator_rss_mb)
-        generator_rss = {**rss, "growth": round(rss.get("peak", 0) - rss.get("start", 0), 1)}
-        rss = core_rss
-    else:
-        generator_rss = None
+        generator_rss, rss = rss, _with_growth(core_rss)
     latency = _percentiles_ms(slo_hdr)
     report: dict[str, Any] = {
         "scenario": facts.scenario,
@@ -252,7 +250,7 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
         "retries": merged.get("retries", 0),
         "breaker": breaker,
         "event_loop_lag_ms": {k: lag_pct[k] for k in ("p50", "p99", "max")},
-        "rss_mb": {**rss, "growth": round(rss.get("peak", 0) - rss.get("start", 0), 1)},
+        "rss_mb": rss,
         **({"generator_rss_mb": generator_rss} if generator_rss is not None else {}),
         "generator": merged.get("generator", {}),
         "cpu_s": merged.get("cpu_s", {}),
@@ -297,6 +295,11 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
     return report
 
 
+def _with_growth(rss: dict[str, Any]) -> dict[str, Any]:
+    """``{start, peak}`` MB plus ``growth`` (peak - start)."""
+    return {**rss, "growth": round(rss.get("peak", 0) - rss.get("start", 0), 1)}
+
+
 def _describe(row: dict[str, Any]) -> str:
     value = "none" if row["value"] is None else row["value"]
     return f"{row['name']} {value}{row['unit']} {row['op']} {row['limit']}{row['unit']} missed"
@@ -336,6 +339,7 @@ def evaluate(report: dict[str, Any], t: SLOTargets) -> list[dict[str, Any]]:
     # duplicates at QoS 2; QoS 0 loss is reported (lost_by_qos) but allowed
     by_lost = report.get("lost_by_qos") or {str(qos): report["lost"]}
     by_dup = report.get("duplicates_by_qos") or {str(qos): report["duplicates"]}
+
     def total(by: dict[str, Any], min_qos: int) -> int | None:
         values = [v for q, v in by.items() if int(q) >= min_qos]
         return None if any(v is None for v in values) else sum(values)
