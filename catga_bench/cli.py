@@ -78,15 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--dir", default="scenarios", help="directory of locustfiles")
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        from catga_bench.bench import main as bench_main
+        from catga_bench.bench.micro import main as bench_main
 
         return bench_main(rest)
     if args.command == "bench-brokers":
-        from catga_bench.bench_brokers import main as bench_brokers_main
+        from catga_bench.bench.brokers import main as bench_brokers_main
 
         return bench_brokers_main(rest)
     if args.command == "dashboards":
-        from catga_bench.dashboards import main as dashboards_main
+        from catga_bench.observability.dashboards import main as dashboards_main
 
         return dashboards_main(rest)
     if args.command == "proxy":
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return proxy_main(rest)
     if args.command == "gate":
-        from catga_bench.gate_suite import main as gate_main
+        from catga_bench.suite.run import main as gate_main
 
         return gate_main(rest)
     if args.command == "chaos":
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_main(rest)
     if args.command == "alerts":
-        from catga_bench.alerts import main as alerts_main
+        from catga_bench.observability.alerts import main as alerts_main
 
         return alerts_main(rest)
     if rest:

@@ -7,7 +7,7 @@ Tene, "How NOT to Measure Latency", 2015; wrk2). When the loop is late, every me
 due is still issued, late, and its lateness counts in its latency.
 
 Everything here runs on the core's loop thread; greenlets talk to it only through
-:class:`~catga_bench.bridge.LoopThread` (rates in, completions out in a deque).
+:class:`~catga_bench.harness.bridge.LoopThread` (rates in, completions out in a deque).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 import psutil
 from hdrh.histogram import HdrHistogram
 
-from catga_bench.ledger import StreamLedger
-from catga_bench.profiles import Failing, HandlerSpec
-from catga_bench.scenario import Scenario, Stream
-from catga_bench.timeline import Timeline
+from catga_bench.generator.ledger import StreamLedger
+from catga_bench.generator.timeline import Timeline
+from catga_bench.workload.profiles import Failing, HandlerSpec
+from catga_bench.workload.scenario import Scenario, Stream
 from core import (
     BucketHistogram,
     CircuitBreaker,
@@ -85,7 +85,7 @@ class EmbeddedDriver:
         handler_count: ``--handlers`` override for streams built by a factory.
         max_in_flight: safety cap on messages in flight from this generator.
         defects: seeded defects to inject (gate tests only; the catalogue and what each one
-            breaks: :mod:`catga_bench.defects`). ``block_loop`` is applied here
+            breaks: :mod:`catga_bench.targets.defects`). ``block_loop`` is applied here
             (:meth:`wrap_handler`); ``unbounded_queue`` goes to the limiters;
             ``breaker_disabled``, ``dedup_off`` and ``ack_before_handling`` to the mediator.
             The embedded analogue of ``ack_before_handling``: a QoS >= 1 publish reports
@@ -114,7 +114,7 @@ class EmbeddedDriver:
         self.defects = defects
         self.qos = QoS(scenario.qos)
         b = scenario.bulkhead
-        # seeded defects (catga_bench.defects) go to the core objects explicitly; each picks
+        # seeded defects (catga_bench.targets.defects) go to the core objects explicitly; each picks
         # its behaviour once, here, so the clean build does no extra work per message
         self.limiter = ConcurrencyLimiter(b.max_concurrency, b.max_queue, name="mediator",
                                           defects=defects)
@@ -472,7 +472,7 @@ class EmbeddedDriver:
 
     def active_faults(self) -> dict[str, bool]:
         """Injected faults and whether each is active now: handler outage windows of
-        :class:`~catga_bench.profiles.Failing` handlers (``outage:<handler>``)."""
+        :class:`~catga_bench.workload.profiles.Failing` handlers (``outage:<handler>``)."""
         now = self.elapsed_s()
         out: dict[str, bool] = {}
         for st in self.streams:

@@ -20,14 +20,14 @@ from typing import Any
 import orjson
 
 from catga_bench.embedded import EmbeddedDriver, _StreamState
-from catga_bench.scenario import Scenario
-from catga_bench.wire import (
+from catga_bench.targets.wire import (
     CTL_SUBJECT,
     CompletionBatch,
     done_subject,
     pack_seq,
     stream_subject,
 )
+from catga_bench.workload.scenario import Scenario
 from core import Error, ErrorCode, FanoutOutcome, QoS, Result
 from core.transport import (
     Delivery,

@@ -1,7 +1,7 @@
 """``catga-bench serve``: the reference core as its own process, driven over NATS or Redis.
 
 The process connects to the broker, answers control requests from load generators (see
-:mod:`catga_bench.wire`), and serves the requested scenario's handlers: one
+:mod:`catga_bench.targets.wire`), and serves the requested scenario's handlers: one
 :class:`~core.transport.endpoint.MediatorEndpoint` per message stream, at the scenario's QoS
 (QoS 0 over core subjects / Pub/Sub, QoS 1 and 2 over JetStream / Redis Streams). What each
 handler does is reported back to the generator that sent the message, in batches that are
@@ -34,8 +34,15 @@ from typing import Any
 import orjson
 
 from catga_bench.embedded import EmbeddedDriver
-from catga_bench.scenario import Scenario
-from catga_bench.wire import CTL_SUBJECT, CompletionBatch, done_subject, stream_subject, unpack_seq
+from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE
+from catga_bench.targets.wire import (
+    CTL_SUBJECT,
+    CompletionBatch,
+    done_subject,
+    stream_subject,
+    unpack_seq,
+)
+from catga_bench.workload.scenario import Scenario
 from core import CircuitBreaker, ErrorCode, FanoutOutcome, IdempotencyStore, Message, QoS, Result
 from core.transport import (
     BrokerUnavailable,
@@ -50,8 +57,6 @@ from core.transport.envelope import H_NATS_DEDUP
 
 log = logging.getLogger("catga.serve")
 
-EXIT_ENVIRONMENT = 3
-EXIT_USAGE = 2
 
 
 class CompletionPublisher:
@@ -166,7 +171,7 @@ def _split(batch: CompletionBatch, n: int) -> list[CompletionBatch]:
 class HandlerFault:
     """A runtime fault on one handler (``"*"``: every handler), set by the ``fault`` control op:
     each call first sleeps ``latency_ms``, then fails with probability ``error_rate`` (a
-    retryable ``HANDLER_FAILED`` result, as :class:`~catga_bench.profiles.Failing` gives).
+    retryable ``HANDLER_FAILED`` result, as :class:`~catga_bench.workload.profiles.Failing` gives).
     With ``outage_s`` the fault lifts by itself that many seconds after it was set."""
 
     handler: str = "*"
@@ -481,7 +486,7 @@ def load_scenarios(paths: list[Path]) -> dict[str, Scenario]:
     """Scenarios declared by the ``CatgaUser`` subclasses in the given files (directories are
     searched for ``*.py``). Raises ValueError naming a file that declares none."""
     os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")  # no gevent in the core process
-    from catga_bench.user import CatgaUser
+    from catga_bench.harness.user import CatgaUser
 
     files: list[Path] = []
     for p in paths:
@@ -548,8 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> int:
-    from catga_bench.defects import defects_from_env
-    from catga_bench.slo import ConfigError
+    from catga_bench.errors import ConfigError
+    from catga_bench.targets.defects import defects_from_env
 
     try:
         defects = defects_from_env()

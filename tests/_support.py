@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from catga_bench.coreproc import CoreProcess as _CoreProcess
-from catga_bench.coreproc import CoreStartError
+from catga_bench.processes.coreproc import CoreProcess as _CoreProcess
+from catga_bench.processes.coreproc import CoreStartError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from _support import require_tool
 
-from catga_bench.brokers import BrokerProcess
+from catga_bench.processes.brokers import BrokerProcess
 
 
 def _broker(kind: str, binary: str) -> Iterator[BrokerProcess]:

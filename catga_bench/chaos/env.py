@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 
-from catga_bench.brokers import BrokerProcess
 from catga_bench.chaos.model import Environment, LoadEnv
-from catga_bench.coreproc import CoreProcess as _CoreProcess
-from catga_bench.coreproc import CoreStartError
+from catga_bench.processes.brokers import BrokerProcess
+from catga_bench.processes.coreproc import CoreProcess as _CoreProcess
+from catga_bench.processes.coreproc import CoreStartError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -191,7 +191,7 @@ class LoadRun:
 
 
 async def _control(kind: str, url: str, request: dict[str, Any], timeout_s: float) -> Any:
-    from catga_bench.wire import CTL_SUBJECT
+    from catga_bench.targets.wire import CTL_SUBJECT
     from core.transport import open_transport
 
     transport = open_transport(kind, url)

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from _support import require_tool
 
-from catga_bench import gate_suite
+from catga_bench.suite import run as gate_suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module fixture: ~6 min
 

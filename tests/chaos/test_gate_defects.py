@@ -1,6 +1,6 @@
 """Gate sensitivity: ``catga-bench gate`` passes the clean build, and each seeded defect
-(``CATGA_BENCH_DEFECTS``, catga_bench/defects.py) makes the case responsible for it fail with
-exit 1 on the expected SLO target. A gate that cannot fail is worthless.
+(``CATGA_BENCH_DEFECTS``, catga_bench/targets/defects.py) makes the case responsible for it fail
+with exit 1 on the expected SLO target. A gate that cannot fail is worthless.
 
 One clean gate run covers every case involved (one call, four Locust runs); each defect then
 gets one run of the single case that must catch it. About 2.5 minutes on a 2-core machine.
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from catga_bench import gate_suite
+from catga_bench.suite import run as gate_suite
 
 pytestmark = pytest.mark.slow
 

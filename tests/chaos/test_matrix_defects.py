@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from _support import require_tool
 
-from catga_bench import gate_suite
+from catga_bench.suite import run as gate_suite
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from _support import require_tool
 
-from catga_bench.bench_brokers import GOALS, main
+from catga_bench.bench.brokers import GOALS, main
 
 
 def test_bench_brokers_quick_reports_every_figure_and_loses_nothing(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from catga_bench.brokers import BrokerProcess
+from catga_bench.processes.brokers import BrokerProcess
 
 
 async def _publish_until_killed(publish, broker: BrokerProcess) -> int:

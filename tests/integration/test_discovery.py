@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from _support import free_port
 
-from catga_bench.brokers import BrokerProcess
+from catga_bench.processes.brokers import BrokerProcess
 from core.discovery import (
     Discovery,
     InMemoryDiscovery,

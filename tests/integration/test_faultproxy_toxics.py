@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from catga_bench.brokers import BrokerProcess
 from catga_bench.faultproxy import FaultProxyServer
 from catga_bench.faultproxy.testing import ApiClient, Upstream, connect
+from catga_bench.processes.brokers import BrokerProcess
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 Scenario = Callable[["Bench"], Awaitable[None]]

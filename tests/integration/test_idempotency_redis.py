@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from _support import free_port
 
-from catga_bench.brokers import BrokerProcess
+from catga_bench.processes.brokers import BrokerProcess
 from core.idempotency_redis import RedisIdempotencyStore
 from core.mediator import Mediator
 from core.messages import QoS, Request, new_message_id

@@ -50,7 +50,7 @@ def _locust(scenario: str, port: int, seconds: int, tmp: Path) -> subprocess.Pop
 
 
 def test_prometheus_scrapes_runs_answers_dashboards_and_fires_alerts(tmp_path: Path) -> None:
-    from catga_bench.dashboards import panel_queries
+    from catga_bench.observability.dashboards import panel_queries
 
     binary = require_tool("prometheus", "apt-get install -y prometheus")
     breaker_alert = _alert_named_by("catga_circuit_breaker_state")

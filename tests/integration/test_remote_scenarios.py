@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from _support import CoreProcess, free_port, run_locust
 
-from catga_bench.brokers import BrokerProcess
+from catga_bench.processes.brokers import BrokerProcess
 
 TRANSPORTS = ["nats", "redis"]
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from catga_bench.brokers import BrokerProcess, free_port
+from catga_bench.processes.brokers import BrokerProcess, free_port
 from core.messages import QoS
 from core.transport.base import (
     H_DLQ_DELIVERIES,

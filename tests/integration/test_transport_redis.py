@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from _support import free_port
 
-from catga_bench.brokers import BrokerProcess
+from catga_bench.processes.brokers import BrokerProcess
 from core.messages import QoS
 from core.transport.base import (
     H_DLQ_DELIVERIES,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from _support import require_tool
 
-from catga_bench import alerts
+from catga_bench.observability import alerts
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS_DIR = ROOT / "alerts"
@@ -173,7 +173,7 @@ def test_key_alerts_fire_and_stay_silent_in_test_profile_tests() -> None:
 def test_committed_rule_files_equal_render(profile: str) -> None:
     committed = (ALERTS_DIR / alerts.FILENAMES[profile]).read_text(encoding="utf-8")
     assert committed == alerts.render(profile), (
-        f"alerts/{alerts.FILENAMES[profile]} is stale: run python -m catga_bench.alerts build")
+        f"alerts/{alerts.FILENAMES[profile]} is stale: run catga-bench alerts build --out alerts")
 
 
 def test_build_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

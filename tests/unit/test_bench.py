@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from catga_bench.bench import (
+from catga_bench.bench.micro import (
     BENCH_NAMES,
     LIMIT_PUBLISH_100,
     LIMIT_SEND,

@@ -27,7 +27,7 @@ import logging
 
 import gevent
 
-from catga_bench.bridge import BridgeError, LoopThread
+from catga_bench.harness.bridge import BridgeError, LoopThread
 
 faulthandler.dump_traceback_later(50, exit=True)  # a hang shows its stacks on stderr
 out = {}

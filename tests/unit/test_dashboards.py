@@ -15,8 +15,8 @@ import pytest
 import yaml
 from _support import require_tool
 
-from catga_bench import dashboards
-from catga_bench.dashboards import build_all, empty_unless, main, panel_queries, write
+from catga_bench.observability import dashboards
+from catga_bench.observability.dashboards import build_all, empty_unless, main, panel_queries, write
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "dashboards"

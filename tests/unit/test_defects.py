@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from catga_bench import defects as catalogue
-from catga_bench.defects import DEFECTS, defects_from_env, parse_defects
-from catga_bench.slo import ConfigError
+from catga_bench.errors import ConfigError
+from catga_bench.targets import defects as catalogue
+from catga_bench.targets.defects import DEFECTS, defects_from_env, parse_defects
 from core import (
     BreakerConfig,
     CircuitState,
@@ -80,8 +80,8 @@ def test_from_env_and_harness_reexport(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError):
         defects_from_env()
     # serve.py imports it from the harness (not imported here: it would load locust/gevent)
-    harness = Path(__file__).resolve().parents[2] / "catga_bench" / "harness.py"
-    assert "from catga_bench.defects import defects_from_env" in harness.read_text()
+    harness = Path(__file__).resolve().parents[2] / "catga_bench" / "harness" / "plugin.py"
+    assert "from catga_bench.targets.defects import defects_from_env" in harness.read_text()
 
 
 def test_core_modules_do_not_read_the_environment() -> None:
@@ -247,8 +247,7 @@ def test_clean_objects_have_no_defect_hooks() -> None:
 
 # ----------------------------------------------------------------------------- gate usage
 def test_gate_help_lists_cases_profiles_and_defects(capsys: pytest.CaptureFixture[str]) -> None:
-    from catga_bench import gate_suite
-
+    from catga_bench.suite import run as gate_suite
     assert gate_suite.main(["--help"]) == 0
     out = capsys.readouterr().out
     for word in (*gate_suite.CASE_NAMES, *DEFECTS, "--profile", "--transports", "--only",
@@ -266,16 +265,14 @@ def test_gate_help_lists_cases_profiles_and_defects(capsys: pytest.CaptureFixtur
 def test_gate_usage_errors_exit_2(argv: list[str], env: str, needle: str,
                                   monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from catga_bench import gate_suite
-
+    from catga_bench.suite import run as gate_suite
     monkeypatch.setenv("CATGA_BENCH_DEFECTS", env)
     assert gate_suite.main(argv) == 2
     assert needle in capsys.readouterr().err
 
 
 def test_gate_plan_runs_remote_cases_only_over_brokers() -> None:
-    from catga_bench import gate_suite
-
+    from catga_bench.suite import run as gate_suite
     runs = gate_suite.plan(None, ["embedded"])
     assert [c.name for c, _ in runs] == [n for n in gate_suite.CASE_NAMES if n != "core_killed"]
     remote = gate_suite.plan(None, ["embedded", "nats"])

@@ -11,10 +11,10 @@ import pytest
 
 from catga_bench import profiles
 from catga_bench.embedded import EmbeddedDriver
-from catga_bench.gate import RunFacts, build_report
-from catga_bench.profiles import HandlerSpec
-from catga_bench.scenario import Scenario, Stream
-from catga_bench.slo import SLOTargets
+from catga_bench.judge.gate import RunFacts, build_report
+from catga_bench.workload.profiles import HandlerSpec
+from catga_bench.workload.scenario import Scenario, Stream
+from catga_bench.workload.slo import SLOTargets
 
 THREE = (
     HandlerSpec("fast", profiles.Fast()),

@@ -11,20 +11,18 @@ import pytest
 
 from catga_bench import profiles
 from catga_bench.embedded import EmbeddedDriver
-from catga_bench.gate import (
-    EXIT_ENVIRONMENT,
-    EXIT_FAIL,
-    EXIT_PASS,
+from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS
+from catga_bench.generator.timeline import Timeline
+from catga_bench.judge.gate import (
     RunFacts,
     _decode,
     build_report,
     evaluate,
     merge_payloads,
 )
-from catga_bench.profiles import HandlerSpec
-from catga_bench.scenario import Scenario, Stream
-from catga_bench.slo import SLOTargets
-from catga_bench.timeline import Timeline
+from catga_bench.workload.profiles import HandlerSpec
+from catga_bench.workload.scenario import Scenario, Stream
+from catga_bench.workload.slo import SLOTargets
 
 RATE = 500.0
 PERMISSIVE = SLOTargets(p99_ms=60_000)  # the other defaults (no errors, lost, dups) stay on

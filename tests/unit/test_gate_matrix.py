@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from catga_bench import gate_suite as gs
-from catga_bench.gate import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE
-from catga_bench.slo import ConfigError
+from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, ConfigError
+from catga_bench.suite import run as gs
 
 REPO = Path(__file__).resolve().parents[2]
 ORDER = ("link_latency", "link_partition", "bandwidth_squeeze", "reset_peer_storm",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from catga_bench.ledger import _CHUNK, StreamLedger
+from catga_bench.generator.ledger import _CHUNK, StreamLedger
 
 
 def _sent(ledger: StreamLedger, n: int, *, ack: bool = True) -> list[int]:

@@ -80,8 +80,8 @@ def _exported() -> dict[str, tuple[str, set[str]]]:
 def _generator_exported() -> dict[str, tuple[str, set[str]]]:
     from catga_bench import profiles
     from catga_bench.embedded import EmbeddedDriver
-    from catga_bench.metrics import GeneratorCollector
-    from catga_bench.scenario import Scenario, Stream
+    from catga_bench.generator.metrics import GeneratorCollector
+    from catga_bench.workload.scenario import Scenario, Stream
 
     handlers = [profiles.HandlerSpec("down", profiles.Failing(outage_start_s=0.0,
                                                               outage_end_s=60.0))]

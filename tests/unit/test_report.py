@@ -1,4 +1,4 @@
-"""Tests for catga_bench.report: the three report files and the terminal summary."""
+"""Tests for catga_bench.judge.report: the three report files and the terminal summary."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from catga_bench import report as rep
+from catga_bench.judge import report as rep
 
 SLO_NAMES = ("p99_latency", "max_error_ratio", "lost", "min_throughput", "loop_lag_p99")
 
@@ -259,7 +259,7 @@ def test_print_summary_of_an_empty_report() -> None:
 
 
 def test_importing_report_does_not_import_matplotlib_or_rich() -> None:
-    code = ("import sys, catga_bench; before = set(sys.modules); import catga_bench.report; "
+    code = ("import sys, catga_bench; before = set(sys.modules); import catga_bench.judge.report; "
             "new = set(sys.modules) - before; "
             "print(sorted(m for m in new if m.split('.')[0] in ('matplotlib', 'rich')))")
     root = Path(__file__).resolve().parents[2]

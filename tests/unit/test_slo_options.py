@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from catga_bench.options import SLO_OPTIONS, RunOptions, add_arguments, parse_options
-from catga_bench.slo import ConfigError, SLOTargets, load_slo_file, parse_targets
+from catga_bench.errors import ConfigError
+from catga_bench.harness.options import SLO_OPTIONS, RunOptions, add_arguments, parse_options
+from catga_bench.workload.slo import SLOTargets, load_slo_file, parse_targets
 
 
 @pytest.fixture

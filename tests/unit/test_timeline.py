@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from catga_bench.timeline import BOUNDS_MS, COUNTERS, GAUGES, Timeline
+from catga_bench.generator.timeline import BOUNDS_MS, COUNTERS, GAUGES, Timeline
 
 T0 = 1_700_000_000
 

@@ -12,9 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-
-class ConfigError(ValueError):
-    """Bad configuration or usage: the message names the field and what is allowed (exit 2)."""
+from catga_bench.errors import ConfigError
 
 
 class SLOTargets(BaseModel):

@@ -3,16 +3,16 @@
 Every case is a real Locust run (``python -m locust -f scenarios/X.py --headless ...`` in a
 subprocess) judged by the SLO gate of that run: its exit code and its ``report.json``. The suite
 passes only when every case passes. Over a broker (``--transports nats,redis``) each case
-gets a private broker (:class:`~catga_bench.brokers.BrokerProcess`, a free port, a temporary
-data directory) and every case its own ``catga-bench serve`` process; ``core_killed`` kills that
-process with SIGKILL mid-run and restarts it.
+gets a private broker (:class:`~catga_bench.processes.brokers.BrokerProcess`, a free port, a
+temporary data directory) and every case its own ``catga-bench serve`` process; ``core_killed``
+kills that process with SIGKILL mid-run and restarts it.
 
 The fault matrix (``--faults LIST|all``) runs shipped chaos experiments
 (``experiments/<fault>.yaml``, ``python -m catga_bench.chaos run``) once per broker transport
 chosen, each cell judged by the experiment's exit code and journal
 (:func:`judge_fault_cell`).
 
-Seeded defects (``CATGA_BENCH_DEFECTS``, :mod:`catga_bench.defects`) are inherited by every
+Seeded defects (``CATGA_BENCH_DEFECTS``, :mod:`catga_bench.targets.defects`) are inherited by every
 subprocess: that is how the tests prove each defect makes its case fail.
 """
 
@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catga_bench.coreproc import CoreProcess, CoreStartError
-from catga_bench.defects import ENV_VAR, defects_from_env, describe
-from catga_bench.gate import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE
-from catga_bench.slo import ConfigError
+from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, ConfigError
+from catga_bench.processes.coreproc import CoreProcess, CoreStartError
+from catga_bench.targets.defects import ENV_VAR, defects_from_env, describe
 
 PROFILES = ("ci", "release")
 TRANSPORTS = ("embedded", "nats", "redis")
@@ -387,7 +386,7 @@ def _run_isolated(case: Case, transport: str, profile: str, scenarios: Path,
     consumers: a durable consumer left by an earlier case cannot change this one's ack wait)."""
     if transport == "embedded":
         return run_case(case, transport, profile, scenarios, out_dir)
-    from catga_bench.brokers import BrokerProcess, BrokerStartError
+    from catga_bench.processes.brokers import BrokerProcess, BrokerStartError
 
     try:
         broker = BrokerProcess(transport)  # type: ignore[arg-type]

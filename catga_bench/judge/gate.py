@@ -16,10 +16,9 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from catga_bench.embedded import new_hdr
-from catga_bench.slo import SLOTargets
-from catga_bench.timeline import Timeline
-
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
+from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS
+from catga_bench.generator.timeline import Timeline
+from catga_bench.workload.slo import SLOTargets
 
 
 @dataclass

@@ -25,16 +25,16 @@ from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
-from catga_bench.bridge import BridgeError, LoopThread
-from catga_bench.defects import defects_from_env
-from catga_bench.gate import EXIT_ENVIRONMENT, EXIT_USAGE, RunFacts, build_report, merge_payloads
-from catga_bench.options import RunOptions, add_arguments, parse_options
-from catga_bench.slo import ConfigError
+from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError
+from catga_bench.harness.bridge import BridgeError, LoopThread
+from catga_bench.harness.options import RunOptions, add_arguments, parse_options
+from catga_bench.judge.gate import RunFacts, build_report, merge_payloads
+from catga_bench.targets.defects import defects_from_env
 from core.transport.base import TransportError
 
 if TYPE_CHECKING:
     from catga_bench.embedded import EmbeddedDriver
-    from catga_bench.scenario import Scenario
+    from catga_bench.workload.scenario import Scenario
 
 log = logging.getLogger("catga.bench")
 MSG_FINISH = "catga_finish"
@@ -150,7 +150,7 @@ class Harness:
         from core.metrics import CatgaCollector
 
         assert self.driver is not None
-        from catga_bench.metrics import GeneratorCollector
+        from catga_bench.generator.metrics import GeneratorCollector
 
         registry = CollectorRegistry()
         if self.options.transport == "embedded":  # remote: the core exports its own
@@ -181,7 +181,7 @@ class Harness:
         driver = self.driver
         if driver is None:
             return
-        from catga_bench.timeline import Timeline
+        from catga_bench.generator.timeline import Timeline
 
         second = int(time.time()) - 1
         row = driver.timeline.rows.get(second)
@@ -304,7 +304,7 @@ class Harness:
             self.exit_code = EXIT_ENVIRONMENT
 
     def write_report(self) -> None:
-        from catga_bench.report import write_reports
+        from catga_bench.judge.report import write_reports
 
         assert self.report is not None
         out = self.options.report_dir or os.path.join(
@@ -341,7 +341,7 @@ _installed = False
 
 
 def install(scenario_lookup: Callable[[Environment], tuple[Scenario, str] | None]) -> None:
-    """Register the event listeners once per process (called when catga_bench.user is
+    """Register the event listeners once per process (called when catga_bench.harness.user is
     imported by a locustfile)."""
     global _installed
     if _installed:
@@ -411,7 +411,7 @@ def install(scenario_lookup: Callable[[Environment], tuple[Scenario, str] | None
         harness.shutdown()
         if harness.report is not None:
             try:
-                from catga_bench.report import print_summary
+                from catga_bench.judge.report import print_summary
 
                 print_summary(harness.report)
             except Exception:

@@ -1,6 +1,6 @@
 """Render one finished load-test run: report.json, report.md, report.html and a terminal summary.
 
-The input is the report dict built by :mod:`catga_bench.gate` (its keys are documented in
+The input is the report dict built by :mod:`catga_bench.judge.gate` (its keys are documented in
 ``docs/report.md``). Any key may be missing, ``None`` or of an unexpected type, because a report
 must still be written when a run fails early: missing values render as "—" and an empty timeline
 as "no timeline data". Nothing here raises on a partial dict.

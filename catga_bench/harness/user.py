@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 from locust import User, constant, task
 from locust.env import Environment
 
-from catga_bench import harness as _harness
-from catga_bench.scenario import Scenario
+from catga_bench.harness import plugin as _harness
+from catga_bench.workload.scenario import Scenario
 
 
 class CatgaUser(User):

@@ -2,7 +2,7 @@
 
 A stream is one message type with its handlers; the generator splits the offered rate between
 streams by ``share``. Scenario files (``scenarios/*.py``) declare one :class:`Scenario` on a
-:class:`~catga_bench.user.CatgaUser` subclass; command-line options override rate, QoS and
+:class:`~catga_bench.harness.user.CatgaUser` subclass; command-line options override rate, QoS and
 handler count (``--rate``, ``--qos``, ``--handlers``).
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from catga_bench.profiles import HandlerSpec
-from catga_bench.slo import SLOTargets
+from catga_bench.workload.profiles import HandlerSpec
+from catga_bench.workload.slo import SLOTargets
 
 HandlerFactory = Callable[[int], list[HandlerSpec]]
 

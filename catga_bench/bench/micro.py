@@ -42,9 +42,9 @@ from rich.console import Console
 from rich.table import Table
 
 from catga_bench.embedded import EmbeddedDriver
-from catga_bench.profiles import Fast, HandlerSpec
-from catga_bench.scenario import Scenario, Stream
-from catga_bench.slo import SLOTargets
+from catga_bench.workload.profiles import Fast, HandlerSpec
+from catga_bench.workload.scenario import Scenario, Stream
+from catga_bench.workload.slo import SLOTargets
 from core import (
     BreakerConfig,
     BucketHistogram,

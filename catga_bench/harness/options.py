@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from catga_bench.slo import ConfigError, SLOTargets, load_slo_file, parse_targets
+from catga_bench.errors import ConfigError
+from catga_bench.workload.slo import SLOTargets, load_slo_file, parse_targets
 
 TRANSPORTS = ("embedded", "nats", "redis")
 DEFAULT_URLS = {"nats": "nats://127.0.0.1:4222", "redis": "redis://127.0.0.1:6379"}

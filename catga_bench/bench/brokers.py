@@ -38,6 +38,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS
 from core import Mediator, QoS, Request
 from core.transport import (
     BrokerUnavailable,
@@ -49,7 +50,6 @@ from core.transport import (
     open_transport,
 )
 
-EXIT_OK, EXIT_FAIL, EXIT_ENV = 0, 1, 3
 #: ratio goals from the real-brokers issue; None = reported without a goal (the issue sets the
 #: QoS 1 goal for JetStream; Redis Streams' is measured against redis-py's best pipelining)
 GOALS: dict[str, float | None] = {
@@ -408,7 +408,7 @@ async def redis_figures(url: str, n: int, repeats: int) -> list[Figure]:
 # ------------------------------------------------------------------------------ CLI
 @contextlib.asynccontextmanager
 async def _brokers(args: argparse.Namespace) -> AsyncIterator[dict[str, str]]:
-    from catga_bench.brokers import BrokerProcess
+    from catga_bench.processes.brokers import BrokerProcess
 
     started: list[BrokerProcess] = []
     urls: dict[str, str] = {}
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = asyncio.run(run(args))
     except (BrokerUnavailable, OSError, RuntimeError) as exc:
         sys.stderr.write(f"catga-bench bench-brokers: error: {exc}\n")
-        return EXIT_ENV
+        return EXIT_ENVIRONMENT
     console = Console(width=None if sys.stdout.isatty() else 120)
     table = Table(title="transports vs raw clients (same run, best of repeats)")
     for col in ("figure", "raw msg/s", "ours msg/s", "ratio", "goal", "raw p99 ms",
@@ -490,4 +490,4 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps([{**asdict(f), "ratio": round(f.ratio, 3),
                                           "passed": f.passed} for f in figures], indent=2))
-    return EXIT_OK if all(f.passed for f in figures) else EXIT_FAIL
+    return EXIT_PASS if all(f.passed for f in figures) else EXIT_FAIL

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from catga_bench.slo import ConfigError
+from catga_bench.errors import ConfigError
 
 ENV_VAR = "CATGA_BENCH_DEFECTS"
 
