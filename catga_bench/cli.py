@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         import os
 
         os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")  # no gevent in the core process
-        from catga_bench.serve import main as serve_main
+        from catga_bench.targets.served.main import main as serve_main
 
         return serve_main(rest)
     if args.command == "alerts":

@@ -17,7 +17,7 @@ Benchmarks (names for ``--only``)::
     publish    publish to 1 / 100 handlers   vs a plain loop over them  limit (100) <= 3
     metrics    timing=True minus timing=False, prometheus_client per-call costs (informational)
     breaker    CircuitBreaker vs purgatory per call (informational)
-    embedded   maximum sustainable rate of the embedded driver (informational)
+    embedded   maximum sustainable rate of the generator + embedded core (informational)
 
 Exit code: 0 when every limit holds, 1 otherwise (2 for a usage error, from argparse).
 """
@@ -41,7 +41,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from rich.console import Console
 from rich.table import Table
 
-from catga_bench.embedded import EmbeddedDriver
+from catga_bench.generator.generator import Generator
+from catga_bench.targets.embedded import EmbeddedTarget
+from catga_bench.workload.plan import RunPlan
 from catga_bench.workload.profiles import Fast, HandlerSpec
 from catga_bench.workload.scenario import Scenario, Stream
 from catga_bench.workload.slo import SLOTargets
@@ -600,11 +602,12 @@ def embedded_scenario() -> Scenario:
 
 
 async def embedded_step(rate: float, duration_s: float) -> EmbeddedStep:
-    """Offer ``rate`` msg/s for ``duration_s`` to a fresh :class:`EmbeddedDriver` on the
-    running loop; return the achieved rate and the latency percentiles of that step."""
-    driver = EmbeddedDriver(embedded_scenario())
+    """Offer ``rate`` msg/s for ``duration_s`` from a fresh :class:`Generator` to the embedded
+    core on the running loop; return the achieved rate and the latency percentiles of that
+    step."""
+    driver = Generator(RunPlan.of(embedded_scenario()), EmbeddedTarget())
     t0 = time.perf_counter()
-    driver.start()
+    await driver.start()
     driver.set_producer_rate(1, rate)
     await asyncio.sleep(duration_s)
     elapsed = time.perf_counter() - t0
@@ -768,7 +771,7 @@ def _print_metrics(console: Console, section: Section) -> None:
 
 
 def _print_embedded(console: Console, result: EmbeddedResult) -> None:
-    table = Table(title=f"embedded driver: maximum sustainable rate ({result.step_s:g} s/step)",
+    table = Table(title=f"embedded core: maximum sustainable rate ({result.step_s:g} s/step)",
                   title_justify="left")
     for col in ("offered msg/s", "achieved msg/s", "achieved %", "p50 ms", "p99 ms", "max ms",
                 "loop CPU %", "sustained"):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from catga_bench import __version__
+from catga_bench._version import __version__
 
 STATUSES = ("completed", "failed", "aborted", "interrupted")
 

@@ -31,7 +31,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from catga_bench import __version__
+from catga_bench._version import __version__
 from catga_bench.faultproxy.httpserver import Request, Response
 from catga_bench.faultproxy.model import (
     ApiError,

@@ -1,6 +1,6 @@
 """The load generator's own Prometheus metrics (``catga_bench_*``, docs/metrics.md).
 
-Read from the embedded driver's plain attributes at scrape time, like the core's collector:
+Read from the generator's plain attributes at scrape time, like the core's collector:
 nothing is added to the per-message path except one bucket increment per completion.
 """
 
@@ -18,19 +18,19 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from catga_bench.embedded import EmbeddedDriver
+    from catga_bench.generator.generator import Generator
 
 
 class GeneratorCollector(Collector):
-    """Exports one :class:`~catga_bench.embedded.EmbeddedDriver`'s figures.
+    """Exports one :class:`~catga_bench.generator.generator.Generator`'s figures.
 
     Args:
-        driver: the running driver.
+        driver: the running generator.
         slo_targets: the run's numeric SLO targets (name -> value), exported as
             ``catga_bench_slo_target{target=...}`` for dashboard threshold lines.
     """
 
-    def __init__(self, driver: EmbeddedDriver, slo_targets: dict[str, Any] | None = None) -> None:
+    def __init__(self, driver: Generator, slo_targets: dict[str, Any] | None = None) -> None:
         self.driver = driver
         self.slo_targets = {k: float(v) for k, v in (slo_targets or {}).items()
                             if isinstance(v, int | float) and not isinstance(v, bool)}

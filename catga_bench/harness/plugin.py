@@ -26,14 +26,16 @@ from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError
+from catga_bench.generator.generator import Generator
 from catga_bench.harness.bridge import BridgeError, LoopThread
 from catga_bench.harness.options import RunOptions, add_arguments, parse_options
 from catga_bench.judge.gate import RunFacts, build_report, merge_payloads
+from catga_bench.targets.base import Target, TargetUnavailable
 from catga_bench.targets.defects import defects_from_env
+from catga_bench.workload.plan import RunPlan
 from core.transport.base import TransportError
 
 if TYPE_CHECKING:
-    from catga_bench.embedded import EmbeddedDriver
     from catga_bench.workload.scenario import Scenario
 
 log = logging.getLogger("catga.bench")
@@ -50,7 +52,7 @@ def _fail_usage(message: str) -> None:
 
 
 class Harness:
-    """Per-process state: options, the loop thread, the driver, and the verdict."""
+    """Per-process state: options, the loop thread, the generator, and the verdict."""
 
     def __init__(self, environment: Environment, options: RunOptions, scenario: Scenario,
                  scenario_name: str) -> None:
@@ -62,7 +64,7 @@ class Harness:
         self.scenario_name = scenario_name
         self.targets = base.slo.merged(options.slo_overrides)
         self.bridge: LoopThread | None = None
-        self.driver: EmbeddedDriver | None = None
+        self.generator: Generator | None = None
         self.started_at = time.time()
         self.steady_at: float | None = None
         self.payloads: dict[str, dict[str, Any]] = {}
@@ -89,10 +91,10 @@ class Harness:
 
     # ----------------------------------------------------------------- load side
     def ensure_started(self) -> None:
-        """Start the loop thread and the embedded driver (once, in a generating process)."""
-        if self.driver is not None or self.start_error is not None:
+        """Start the loop thread and the generator with its target (once, in a generating
+        process)."""
+        if self.generator is not None or self.start_error is not None:
             return
-        from catga_bench.embedded import EmbeddedDriver
 
         if self.is_worker:  # the master's options (--qos, --handlers, ...) arrive with "spawn"
             try:
@@ -105,29 +107,20 @@ class Harness:
         try:
             self.bridge = LoopThread()
             self.bridge.start()
-            scenario = self.scenario
-            handlers = self.options.handlers
+            generator = Generator(RunPlan.of(self.scenario, self.options.handlers),
+                                  self._target())
 
-            async def create() -> EmbeddedDriver:
-                driver = EmbeddedDriver(scenario, handler_count=handlers,
-                                        defects=defects_from_env())
-                driver.start()
-                return driver
+            async def create() -> Generator:
+                await generator.start()
+                return generator
 
-            if self.options.transport == "embedded":
-                self.driver = self.bridge.call(create(), timeout_s=30)
-            else:
-                from catga_bench.remote import open_remote_driver
-
-                assert self.options.broker_url is not None
-                self.driver = self.bridge.call(
-                    open_remote_driver(scenario, self.options.transport, self.options.broker_url,
-                                       handler_count=handlers), timeout_s=60)
+            embedded = self.options.transport == "embedded"
+            self.generator = self.bridge.call(create(), timeout_s=30 if embedded else 60)
         except (BridgeError, ValueError) as exc:
             self.start_error = f"the embedded core could not start: {exc}"
             log.error(self.start_error)
             return
-        except TransportError as exc:  # broker down, or no core serving: exit 3, one line
+        except (TransportError, TargetUnavailable) as exc:  # broker down, no core: exit 3
             self.start_error = str(exc)
             sys.stderr.write(f"catga-bench: error: {exc}\n")
             sys.stderr.flush()
@@ -136,7 +129,7 @@ class Harness:
                 gevent.spawn_later(0.1, runner.quit)
             return
         self.started_at = time.time()
-        # Locust, the driver and its histograms live for the whole run: keep them out of the
+        # Locust, the generator and its histograms live for the whole run: keep them out of the
         # cyclic collector's full passes (each rescans the whole heap: tens of ms of stall)
         gc.collect()
         gc.freeze()
@@ -144,18 +137,30 @@ class Harness:
             self._start_metrics()
         gevent.spawn(self._pump_logs_forever)
 
+    def _target(self) -> Target:
+        """The system under test that ``--transport`` names."""
+        if self.options.transport == "embedded":
+            from catga_bench.targets.embedded import EmbeddedTarget
+
+            return EmbeddedTarget(defects=defects_from_env())
+        from catga_bench.targets.broker import BrokerTarget
+
+        assert self.options.broker_url is not None
+        return BrokerTarget(self.options.transport, self.options.broker_url)
+
     def _start_metrics(self) -> None:
         from prometheus_client import CollectorRegistry, start_http_server
 
         from core.metrics import CatgaCollector
 
-        assert self.driver is not None
+        assert self.generator is not None
         from catga_bench.generator.metrics import GeneratorCollector
 
         registry = CollectorRegistry()
-        if self.options.transport == "embedded":  # remote: the core exports its own
-            registry.register(CatgaCollector(self.driver.mediator, self.driver.lag))
-        registry.register(GeneratorCollector(self.driver, self.targets.model_dump()))
+        core = getattr(self.generator.target, "core", None)  # remote: the core exports its own
+        if core is not None:
+            registry.register(CatgaCollector(core.mediator, core.lag))
+        registry.register(GeneratorCollector(self.generator, self.targets.model_dump()))
         first = self.options.metrics_port  # taken (another worker here): the next free one
         host = os.environ.get("CATGA_METRICS_HOST", "127.0.0.1")  # 0.0.0.0 in containers
         for port in range(first, first + 64):
@@ -178,13 +183,13 @@ class Harness:
 
     def _log_progress(self) -> None:
         """One line of progress from the last full second (read across threads: plain ints)."""
-        driver = self.driver
-        if driver is None:
+        generator = self.generator
+        if generator is None:
             return
         from catga_bench.generator.timeline import Timeline
 
         second = int(time.time()) - 1
-        row = driver.timeline.rows.get(second)
+        row = generator.timeline.rows.get(second)
         if row is None:
             return
         probe = Timeline()
@@ -196,8 +201,8 @@ class Harness:
         log.info(
             "catga-bench: %5.0f s  offered %s msg/s  sent %d  completed %d/s  p99 %s ms  "
             "errors %d  rejected %d  timeouts %d  breakers open %d  in flight %d",
-            time.time() - self.started_at, f"{driver.total_rate:,.0f}",
-            sum(s.ledger.sent for s in driver.streams), row["completed"],
+            time.time() - self.started_at, f"{generator.total_rate:,.0f}",
+            sum(s.ledger.sent for s in generator.streams), row["completed"],
             "-" if p99 is None else f"{p99:.2f}", row["errors"], row["rejected"],
             row["timeouts"], row["breaker_open"], row["in_flight"],
         )
@@ -215,20 +220,20 @@ class Harness:
         self.ensure_started()
         self._producers += 1
         producer = self._producers
-        if self.driver is not None and self.bridge is not None and not self.finished:
-            self.bridge.call_soon(self.driver.set_producer_rate, producer, self.per_user_rate())
+        if self.generator is not None and self.bridge is not None and not self.finished:
+            self.bridge.call_soon(self.generator.set_producer_rate, producer, self.per_user_rate())
         return producer
 
     def remove_producer(self, producer: int) -> None:
-        if self.driver is not None and self.bridge is not None and self.bridge.running:
-            self.bridge.call_soon(self.driver.set_producer_rate, producer, 0.0)
+        if self.generator is not None and self.bridge is not None and self.bridge.running:
+            self.bridge.call_soon(self.generator.set_producer_rate, producer, 0.0)
 
     def pump_completions(self, limit: int = 50_000) -> None:
         """Feed Locust's statistics (web UI, CSV) from the completions queue. Locust rounds to
         whole milliseconds; the gate uses the HDR histograms, not these."""
-        if self.driver is None:
+        if self.generator is None:
             return
-        q = self.driver.completions
+        q = self.generator.completions
         fire = self.env.events.request.fire
         n = 0
         while q and n < limit:
@@ -241,10 +246,10 @@ class Harness:
         """Stop generating, drain, and return this process's payload (blocking greenlet)."""
         if self.start_error is not None:
             return {"error": self.start_error}
-        if self.driver is None or self.bridge is None:
+        if self.generator is None or self.bridge is None:
             return {"error": "no user was started in this load generator"}
         try:
-            payload = self.bridge.call(self.driver.finish(), timeout_s=60)
+            payload = self.bridge.call(self.generator.finish(), timeout_s=60)
         except Exception as exc:  # the loop died or hung: an environment failure
             return {"error": f"the embedded core did not finish: {exc!r}"}
         self.pump_completions(limit=10**9)

@@ -15,9 +15,9 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from catga_bench.embedded import new_hdr
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS
 from catga_bench.generator.timeline import Timeline
+from catga_bench.observability.hdr import new_hdr
 from catga_bench.workload.slo import SLOTargets
 
 

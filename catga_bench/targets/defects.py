@@ -15,6 +15,8 @@ pick their behaviour once, at construction: the clean build does no extra work p
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 from catga_bench.errors import ConfigError
 
@@ -64,3 +66,24 @@ def describe() -> str:
     """The catalogue, one defect a line (for ``--help``)."""
     width = max(map(len, DEFECTS))
     return "\n".join(f"  {name:<{width}}  {text}" for name, text in DEFECTS.items())
+
+
+def blocking_handler(fn: Any) -> Any:
+    """Defect ``block_loop``: ``fn`` wrapped so that it blocks the event loop for 200 ms once
+    a second (a synchronous sleep inside an ``async def``, as a careless handler would)."""
+    try:
+        from gevent import monkey
+
+        sleep = monkey.get_original("time", "sleep")
+    except ImportError:  # pragma: no cover
+        sleep = time.sleep
+    last = [0.0]
+
+    async def blocking(msg: Any) -> Any:
+        now = time.perf_counter()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            sleep(0.2)
+        return await fn(msg)
+
+    return blocking

@@ -20,16 +20,28 @@ core routes completions without per-message headers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 import orjson
+
+from catga_bench.workload.plan import StreamPlan
+from core import Event, Request
 
 CTL_SUBJECT = "catga.bench.ctl"
 DONE_PREFIX = "catga.benchdone"
 GEN_SHIFT = 40
 SEQ_MASK = (1 << GEN_SHIFT) - 1
 MAX_GENERATOR = (1 << 22) - 1
+
+
+def message_type(stream: StreamPlan) -> type[Event] | type[Request]:
+    """The message class of ``stream``: named after it (its wire type name), an
+    :class:`~core.Event` or :class:`~core.Request` with one field, ``seq`` (int)."""
+    base = Event if stream.is_event else Request
+    cls: type[Event] | type[Request] = make_dataclass(stream.name, [("seq", int, 0)],
+                                                       bases=(base,), slots=True)
+    return cls
 
 
 def stream_subject(scenario: str, stream: str) -> str:

@@ -1,4 +1,4 @@
-"""EmbeddedDriver run directly on an asyncio loop (no Locust, no bridge)."""
+"""The generator driving the embedded core directly on an asyncio loop (no Locust, no bridge)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from catga_bench import profiles
-from catga_bench.embedded import EmbeddedDriver
+from catga_bench.generator.generator import Generator
 from catga_bench.judge.gate import RunFacts, build_report
+from catga_bench.targets.embedded import EmbeddedTarget
+from catga_bench.workload.plan import RunPlan
 from catga_bench.workload.profiles import HandlerSpec
 from catga_bench.workload.scenario import Scenario, Stream
 from catga_bench.workload.slo import SLOTargets
@@ -48,9 +50,9 @@ class Run:
 
 def _run(scenario: Scenario, seconds: float, rate: float = 500.0, **kw: Any) -> Run:
     async def main() -> Run:
-        driver = EmbeddedDriver(scenario, **kw)
+        driver = Generator(RunPlan.of(scenario), EmbeddedTarget(**kw))
         started = time.time()
-        driver.start()
+        await driver.start()
         driver.set_producer_rate(1, rate)
         await asyncio.sleep(seconds)
         stopped = time.time()

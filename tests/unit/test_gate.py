@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from catga_bench import profiles
-from catga_bench.embedded import EmbeddedDriver
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS
+from catga_bench.generator.generator import Generator
 from catga_bench.generator.timeline import Timeline
 from catga_bench.judge.gate import (
     RunFacts,
@@ -20,6 +20,8 @@ from catga_bench.judge.gate import (
     evaluate,
     merge_payloads,
 )
+from catga_bench.targets.embedded import EmbeddedTarget
+from catga_bench.workload.plan import RunPlan
 from catga_bench.workload.profiles import HandlerSpec
 from catga_bench.workload.scenario import Scenario, Stream
 from catga_bench.workload.slo import SLOTargets
@@ -124,15 +126,15 @@ class Runs:
 
 @pytest.fixture(scope="module")
 def runs() -> Runs:
-    """Two real drivers (two "load generators") on one loop, 1.5 s at 500 msg/s each."""
+    """Two real generators (two "load generators") on one loop, 1.5 s at 500 msg/s each."""
     scenario = Scenario(name="gate", rate=RATE, qos=1, streams=[Stream("Ev", handlers=[
         HandlerSpec("fast", profiles.Fast()), HandlerSpec("io", profiles.Io(1))])])
 
     async def main() -> Runs:
-        drivers = [EmbeddedDriver(scenario), EmbeddedDriver(scenario)]
+        drivers = [Generator(RunPlan.of(scenario), EmbeddedTarget()) for _ in range(2)]
         started = time.time()
         for d in drivers:
-            d.start()
+            await d.start()
             d.set_producer_rate(1, RATE)
         await asyncio.sleep(1.5)
         stopped = time.time()

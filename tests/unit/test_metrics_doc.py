@@ -79,16 +79,19 @@ def _exported() -> dict[str, tuple[str, set[str]]]:
 
 def _generator_exported() -> dict[str, tuple[str, set[str]]]:
     from catga_bench import profiles
-    from catga_bench.embedded import EmbeddedDriver
+    from catga_bench.generator.generator import Generator
     from catga_bench.generator.metrics import GeneratorCollector
+    from catga_bench.targets.embedded import EmbeddedTarget
+    from catga_bench.workload.plan import RunPlan
     from catga_bench.workload.scenario import Scenario, Stream
 
     handlers = [profiles.HandlerSpec("down", profiles.Failing(outage_start_s=0.0,
                                                               outage_end_s=60.0))]
 
-    async def run() -> EmbeddedDriver:
-        driver = EmbeddedDriver(Scenario("doc", 100, [Stream("Tick", handlers=handlers)], qos=0))
-        driver.start()
+    async def run() -> Generator:
+        scenario = Scenario("doc", 100, [Stream("Tick", handlers=handlers)], qos=0)
+        driver = Generator(RunPlan.of(scenario), EmbeddedTarget())
+        await driver.start()
         driver.set_producer_rate(1, 200)
         await asyncio.sleep(0.2)
         await driver.finish()

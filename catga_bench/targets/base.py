@@ -1,0 +1,156 @@
+"""The seam between the load generator and the system under test.
+
+The generator *offers* messages to a :class:`Target` and is *told of outcomes* through an
+:class:`OutcomeSink`; it never touches a mediator, a broker or a handler. One target, three
+methods (as httpx's ``AsyncBaseTransport`` is one ``handle_async_request`` plus ``aclose``):
+
+``open(plan, sink)``
+    build or reach the system for this run plan (raises :class:`TargetUnavailable`);
+``offer(stream, seq, copies)``
+    hand message ``seq`` of stream ``stream`` to the system now, without waiting for it;
+    ``copies=2`` offers the same message (same id) twice, as a redelivering transport would;
+``close(drain_timeout_s)``
+    wait (bounded) for the outcomes still due, stop, and return the system's own figures.
+
+Outcomes flow back on the generator's asyncio loop through the sink: which handler handled or
+failed which message (the ledger), when the system accepted a message (acknowledged: stored by
+a broker at QoS >= 1), the message's final :class:`~core.Result` (latency ends here), and gauges
+sampled inside the system (queue depth, open breakers, loop lag).
+
+Adding a system under test = one class implementing :class:`Target` (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from catga_bench.workload.plan import RunPlan
+    from core import Result
+
+
+class TargetUnavailable(Exception):
+    """The system under test cannot be reached or refused the run (exit 3: no verdict).
+    The message says which system and what to start."""
+
+
+class OutcomeSink(Protocol):
+    """What a target tells the generator (call on the generator's loop only)."""
+
+    @property
+    def in_flight(self) -> int:
+        """Messages offered whose outcome has not arrived yet."""
+        ...
+
+    @property
+    def last_outcome_at(self) -> float:
+        """``time.perf_counter()`` of the latest outcome (for idle detection while draining)."""
+        ...
+
+    def pending_streams(self) -> set[int]:
+        """Streams that still have messages without an outcome."""
+        ...
+
+    def handled(self, stream: int, handler: int, seq: int) -> None:
+        """Handler ``handler`` of ``stream`` handled message ``seq`` successfully."""
+        ...
+
+    def failed(self, stream: int, handler: int, seq: int) -> None:
+        """The handler failed ``seq`` in a known, reported way (not a loss)."""
+        ...
+
+    def accepted(self, stream: int, seq: int) -> None:
+        """The system took responsibility for ``seq`` (QoS >= 1: a broker stored it)."""
+        ...
+
+    def completed(self, stream: int, seq: int, result: Result[Any]) -> bool:
+        """The final outcome of ``seq``: latency ends now. Returns False when an outcome of
+        this message was already counted (a redelivered copy's), which is then ignored."""
+        ...
+
+    def gauge(self, name: str, value: float) -> None:
+        """A gauge sampled inside the system now (``queue_depth``, ``breaker_open``,
+        ``loop_lag_ms``; the names of :data:`catga_bench.generator.timeline.GAUGES`)."""
+        ...
+
+    def loop_lag_ms(self, lag_ms: float) -> None:
+        """One event-loop lag sample of the system (ms)."""
+        ...
+
+
+@dataclass
+class SystemFigures:
+    """The system's own side of a run's figures, returned by :meth:`Target.close`.
+
+    Attributes:
+        rejected: messages the system's limiters refused (backpressure).
+        timeouts, retries, dead_lettered: counted by the system's mediator.
+        breaker: circuit-breaker figures (docs/report.md, ``breaker``); empty when another
+            generator of the run reports them.
+        loop_lag_hdr: the system's event-loop lag histogram (encoded HDR, us), if measured.
+        undrained: outcomes the system still owed when the run ended (beyond the generator's
+            own count of messages in flight).
+        transport: the generator's link to the system (over a broker), or None.
+        core: the serving process's own figures (RSS, CPU, endpoint, transport), or None.
+        timeline: per-second gauges measured inside the system (``{second: {gauge: value}}``)
+            that replace the generator's for those seconds.
+    """
+
+    rejected: int = 0
+    timeouts: int = 0
+    retries: int = 0
+    dead_lettered: int = 0
+    breaker: dict[str, Any] = field(default_factory=dict)
+    loop_lag_hdr: str | None = None
+    undrained: int = 0
+    transport: dict[str, Any] | None = None
+    core: dict[str, Any] | None = None
+    timeline: dict[str, Any] = field(default_factory=dict)
+
+
+class Target(ABC):
+    """A system under test (see the module docstring). ``name`` is what reports call the
+    run's ``transport``: ``embedded``, ``nats``, ``redis``."""
+
+    name: str = "target"
+
+    @abstractmethod
+    async def open(self, plan: RunPlan, sink: OutcomeSink) -> None:
+        """Build or reach the system for ``plan``; outcomes go to ``sink`` from now on.
+
+        Raises:
+            TargetUnavailable: the system cannot be reached or refused the run.
+        """
+
+    @abstractmethod
+    def offer(self, stream: int, seq: int, copies: int = 1) -> None:
+        """Hand message ``seq`` of ``stream`` to the system (``copies`` times, same id).
+        Must not block: the outcome arrives later through the sink."""
+
+    @abstractmethod
+    async def close(self, drain_timeout_s: float) -> SystemFigures:
+        """Wait up to ``drain_timeout_s`` for outcomes still due, stop, return the figures."""
+
+
+async def wait_for_outcomes(sink: OutcomeSink, deadline: float, *,
+                            idle_limit_s: float = float("inf"),
+                            idle_streams_s: tuple[set[int], float] | None = None,
+                            poll_s: float = 0.01) -> None:
+    """Wait until no message is in flight, or ``deadline`` (``time.perf_counter()``) passes,
+    or no outcome arrived for ``idle_limit_s``, or — with ``idle_streams_s = (streams, s)`` —
+    only messages of ``streams`` are missing and nothing arrived for ``s`` seconds."""
+    while sink.in_flight and time.perf_counter() < deadline:
+        idle = time.perf_counter() - sink.last_outcome_at
+        if idle > idle_limit_s:
+            return
+        if idle_streams_s is not None and idle > idle_streams_s[1] \
+                and sink.pending_streams() <= idle_streams_s[0]:
+            return
+        await asyncio.sleep(poll_s)
+
+
+__all__ = ["OutcomeSink", "SystemFigures", "Target", "TargetUnavailable", "wait_for_outcomes"]

@@ -1,0 +1,113 @@
+"""A run plan: a scenario resolved into concrete streams (handlers, QoS, share), data only.
+
+The generator and every system under test read the same plan, so stream ``i`` and handler
+``j`` mean the same thing on both sides of the seam (and on both sides of a broker: the served
+core builds the same plan from the scenario's name, QoS and handler count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from catga_bench.workload.profiles import Failing, HandlerSpec
+from catga_bench.workload.scenario import Scenario, Stream
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """One stream of a run.
+
+    Attributes:
+        index: position in the scenario (the ``stream`` number in outcomes and on the wire).
+        spec: the scenario's declaration.
+        handlers: the concrete handlers (a factory already called with the handler count).
+        qos: this stream's QoS level (0, 1 or 2): its own, else the scenario's.
+    """
+
+    index: int
+    spec: Stream
+    handlers: tuple[HandlerSpec, ...]
+    qos: int
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def is_event(self) -> bool:
+        """True for ``publish`` (fan-out) streams, False for ``send`` (request/response)."""
+        return self.spec.kind == "event"
+
+    @property
+    def handler_names(self) -> list[str]:
+        return [h.name for h in self.handlers]
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """The streams of ``scenario`` with ``--handlers`` applied.
+
+    Raises:
+        ValueError: a request stream without exactly one handler.
+    """
+
+    scenario: Scenario
+    streams: tuple[StreamPlan, ...]
+    handler_count: int | None = None
+
+    @classmethod
+    def of(cls, scenario: Scenario, handler_count: int | None = None) -> RunPlan:
+        """Resolve ``scenario`` (its QoS is the default of every stream without one)."""
+        streams = []
+        for i, spec in enumerate(scenario.streams):
+            handlers = tuple(spec.handler_specs(handler_count))
+            if spec.kind == "request" and len(handlers) != 1:
+                raise ValueError(f"request stream {spec.name!r} needs exactly one handler")
+            qos = scenario.qos if spec.qos is None else spec.qos
+            streams.append(StreamPlan(i, spec, handlers, int(qos)))
+        return cls(scenario, tuple(streams), handler_count)
+
+    @property
+    def qos(self) -> int:
+        """The scenario's QoS (``--qos``)."""
+        return int(self.scenario.qos)
+
+    @property
+    def max_qos(self) -> int:
+        """The highest QoS of any stream (what the run's settlement must provide for)."""
+        return max((st.qos for st in self.streams), default=self.qos)
+
+    def shares(self) -> list[float]:
+        return [st.spec.share for st in self.streams]
+
+    def active_faults(self, elapsed_s: float) -> dict[str, bool]:
+        """Faults the scenario itself injects and whether each is active ``elapsed_s`` into the
+        run: the outage windows of :class:`~catga_bench.workload.profiles.Failing` handlers
+        (``outage:<handler>``)."""
+        out: dict[str, bool] = {}
+        for st in self.streams:
+            for h in st.handlers:
+                p = h.profile
+                if isinstance(p, Failing) and p.outage_start_s is not None:
+                    end = p.outage_end_s if p.outage_end_s is not None else float("inf")
+                    out[f"outage:{h.name}"] = p.outage_start_s <= elapsed_s < end
+        return out
+
+
+def weighted_cycle(shares: list[float], length: int = 100) -> list[int]:
+    """Stream indices in a smooth weighted round-robin order (deterministic mix)."""
+    if len(shares) == 1:
+        return [0]
+    total = sum(shares)
+    acc = [0.0] * len(shares)
+    out: list[int] = []
+    for _ in range(length):
+        for i, s in enumerate(shares):
+            acc[i] += s / total
+        pick = max(range(len(shares)), key=acc.__getitem__)
+        acc[pick] -= 1.0
+        out.append(pick)
+    return out
+
+
+__all__ = ["RunPlan", "StreamPlan", "weighted_cycle"]
