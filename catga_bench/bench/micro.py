@@ -615,10 +615,10 @@ async def embedded_step(rate: float, duration_s: float) -> EmbeddedStep:
     completed = st.completed
     driver.set_producer_rate(1, 0)
     payload = await driver.finish()
-    stream = payload["streams"][st.spec.name]
+    stream = payload.streams[st.spec.name]
     h = st.latency
 
-    cpu = payload.get("cpu_s", {}).get("loop_thread")
+    cpu = payload.cpu_s.get("loop_thread")
     loop_cpu = round(cpu / elapsed, 3) if cpu is not None and elapsed > 0 else None
 
     def pct(p: float) -> float | None:
@@ -629,9 +629,9 @@ async def embedded_step(rate: float, duration_s: float) -> EmbeddedStep:
     return EmbeddedStep(
         offered=float(rate),
         duration_s=elapsed,
-        sent=int(stream["sent"]),
+        sent=stream.sent,
         completed=completed,
-        failed=int(stream["failed"]),
+        failed=stream.failed,
         achieved=completed / elapsed if elapsed > 0 else 0.0,
         p50_ms=pct(50),
         p99_ms=pct(99),

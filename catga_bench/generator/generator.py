@@ -26,6 +26,13 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from catga_bench.generator.ledger import StreamLedger
+from catga_bench.generator.payload import (
+    GeneratorTotals,
+    HandlerTotals,
+    LedgerTotals,
+    RunPayload,
+    StreamTotals,
+)
 from catga_bench.generator.timeline import Timeline
 from catga_bench.observability.hdr import encode_hdr, new_hdr
 from catga_bench.observability.resources import ResourceProbe
@@ -136,7 +143,7 @@ class Generator:
         """Faults the scenario injects and whether each is active now (``outage:<handler>``)."""
         return self.plan.active_faults(self.elapsed_s())
 
-    async def finish(self, drain_timeout_s: float = 15.0) -> dict[str, Any]:
+    async def finish(self, drain_timeout_s: float = 15.0) -> RunPayload:
         """Stop generating, let the target settle what is in flight (bounded), close it, and
         return the payload."""
         self._stopping = True
@@ -275,57 +282,34 @@ class Generator:
             await asyncio.sleep(0.1)
 
     # ----------------------------------------------------------------- payload
-    def payload(self, figures: SystemFigures) -> dict[str, Any]:
-        """The mergeable payload of this generator (docs/report.md)."""
-        streams: dict[str, Any] = {}
-        handlers: dict[str, Any] = {}
-        totals = Counter[str]()
+    def payload(self, figures: SystemFigures) -> RunPayload:
+        """The mergeable payload of this generator with the system's figures."""
+        streams: dict[str, StreamTotals] = {}
+        handlers: dict[str, HandlerTotals] = {}
+        ledger = LedgerTotals(redeliveries=self.redeliveries,
+                              undrained=len(self.pending) + figures.undrained)
         for st in self.streams:
             s = st.ledger.summary()
-            streams[st.plan.name] = {
-                "kind": st.plan.spec.kind,
-                "slo": st.plan.spec.slo,
-                "sent": s.sent,
-                "completed": st.completed,
-                "failed": st.failed_msgs,
-                "rejected": st.rejected,
-                "qos": st.plan.qos,
-                "acked": s.acked,
-                "lost": s.lost,
-                "duplicates": s.duplicates,
-                "latency_hdr": encode_hdr(st.latency),
-                "service_hdr": encode_hdr(st.service),
-            }
+            streams[st.plan.name] = StreamTotals(
+                kind=st.plan.spec.kind, slo=st.plan.spec.slo, qos=st.plan.qos, sent=s.sent,
+                completed=st.completed, failed=st.failed_msgs, rejected=st.rejected,
+                acked=s.acked, lost=s.lost, duplicates=s.duplicates,
+                latency_hdr=encode_hdr(st.latency), service_hdr=encode_hdr(st.service))
             for name in st.ledger.handler_names:
                 key = name if len(self.streams) == 1 else f"{st.plan.name}/{name}"
-                handlers[key] = {"handled": s.handled_by[name], "failed": s.failed_by[name]}
-            totals.update(sent=s.sent, acked=s.acked, handled=s.handled, lost=s.lost,
-                          duplicates=s.duplicates, known_failures=s.known_failures)
+                handlers[key] = HandlerTotals(handled=s.handled_by[name], failed=s.failed_by[name])
+            ledger.add(LedgerTotals(sent=s.sent, acked=s.acked, handled=s.handled, lost=s.lost,
+                                    duplicates=s.duplicates, known_failures=s.known_failures))
         self._overlay(figures.timeline)
-        payload: dict[str, Any] = {
-            "streams": streams,
-            "handlers": handlers,
-            "ledger": {**dict(totals), "redeliveries": self.redeliveries,
-                       "undrained": len(self.pending) + figures.undrained},
-            "errors": dict(self.errors),
-            "rejected": figures.rejected,
-            "timeouts": figures.timeouts,
-            "retries": figures.retries,
-            "dead_lettered": figures.dead_lettered,
-            "breaker": figures.breaker,
-            "timeline": self.timeline.to_dict(),
-            "generator": {"max_behind_s": round(self.max_behind_s, 4),
-                          "dropped_sends": self.dropped_sends},
-            "rss_mb": self.probe.rss(),
-            "cpu_s": self.probe.cpu(),
-        }
-        if figures.loop_lag_hdr is not None:
-            payload["loop_lag_hdr"] = figures.loop_lag_hdr
-        if figures.transport is not None:
-            payload["transport"] = figures.transport
-        if figures.core is not None:
-            payload["core"] = figures.core
-        return payload
+        return RunPayload(
+            streams=streams, handlers=handlers, ledger=ledger, errors=dict(self.errors),
+            rejected=figures.rejected, timeouts=figures.timeouts, retries=figures.retries,
+            dead_lettered=figures.dead_lettered, breaker=figures.breaker,
+            loop_lag_hdr=figures.loop_lag_hdr, timeline=self.timeline.to_dict(),
+            generator=GeneratorTotals(max_behind_s=round(self.max_behind_s, 4),
+                                      dropped_sends=self.dropped_sends),
+            rss_mb=self.probe.rss(), cpu_s=self.probe.cpu(), transport=figures.transport,
+            core=figures.core)
 
     def _overlay(self, system_rows: dict[str, Any]) -> None:
         """Gauges measured inside the system (queue depth, open breakers, loop lag) replace

@@ -24,12 +24,14 @@ import gevent
 from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+from pydantic import ValidationError
 
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError
 from catga_bench.generator.generator import Generator
+from catga_bench.generator.payload import RunPayload
 from catga_bench.harness.bridge import BridgeError, LoopThread
 from catga_bench.harness.options import RunOptions, add_arguments, parse_options
-from catga_bench.judge.gate import RunFacts, build_report, merge_payloads
+from catga_bench.judge.gate import RunFacts, build_report
 from catga_bench.targets.base import Target, TargetUnavailable
 from catga_bench.targets.defects import defects_from_env
 from catga_bench.workload.plan import RunPlan
@@ -254,7 +256,7 @@ class Harness:
             return {"error": f"the embedded core did not finish: {exc!r}"}
         self.pump_completions(limit=10**9)
         self.bridge.pump_logs()
-        return payload
+        return payload.to_dict()
 
     def shutdown(self) -> None:
         if self.bridge is not None:
@@ -284,9 +286,9 @@ class Harness:
         else:
             payloads = [self.collect_local_payload()]
             workers = 1
-        good = [p for p in payloads if "error" not in p]
-        env_failures += [p["error"] for p in payloads if "error" in p]
-        merged = merge_payloads(good) if good else {}
+        good, failures = read_payloads(payloads)
+        env_failures += failures
+        merged = RunPayload.merge(good) if good else RunPayload()
         facts = RunFacts(
             scenario=self.scenario_name,
             transport=self.options.transport,
@@ -327,6 +329,22 @@ class Harness:
         runner = environment.runner
         assert runner is not None
         runner.send_message(MSG_PAYLOAD, payload)
+
+
+def read_payloads(shipped: list[dict[str, Any]]) -> tuple[list[RunPayload], list[str]]:
+    """The generators' payloads as sent (``to_dict`` forms, or ``{"error": reason}``): the good
+    ones read back, and a reason for each that failed or cannot be read."""
+    good: list[RunPayload] = []
+    failures: list[str] = []
+    for p in shipped:
+        if "error" in p:
+            failures.append(str(p["error"]))
+            continue
+        try:
+            good.append(RunPayload.from_dict(p))
+        except ValidationError as exc:
+            failures.append(f"a load generator sent an unreadable payload: {exc}")
+    return good, failures
 
 
 class _Failure(Exception):

@@ -9,15 +9,15 @@ figures of such a run cannot be trusted either way.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS
+from catga_bench.generator.payload import RunPayload
 from catga_bench.generator.timeline import Timeline
-from catga_bench.observability.hdr import new_hdr
+from catga_bench.observability.hdr import decode_hdr, new_hdr
 from catga_bench.workload.slo import SLOTargets
 
 
@@ -44,94 +44,6 @@ class RunFacts:
     environment_failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
-
-
-def merge_payloads(payloads: list[dict[str, Any]]) -> dict[str, Any]:
-    """Combine the payloads of several load-generator processes (counts add, histograms merge,
-    timelines merge by second, breaker maxima take the worst)."""
-    if len(payloads) == 1:
-        return {**payloads[0], "per_generator_sent": [payloads[0].get("ledger", {}).get("sent", 0)]}
-    out: dict[str, Any] = {"streams": {}, "handlers": {}, "ledger": Counter(), "errors": Counter(),
-                           "breaker": {"breakers": {}, "transitions": []}}
-    for p in payloads:
-        for name, s in p.get("streams", {}).items():
-            cur = out["streams"].setdefault(name, {"kind": s["kind"], "slo": s["slo"],
-                                                   "qos": s.get("qos"), "sent": 0,
-                                                   "completed": 0, "failed": 0, "rejected": 0,
-                                                   "acked": 0, "lost": 0, "duplicates": 0,
-                                                   "_lat": [], "_svc": []})
-            for k in ("sent", "completed", "failed", "rejected", "acked", "lost", "duplicates"):
-                cur[k] += s.get(k, 0)
-            cur["_lat"].append(s["latency_hdr"])
-            cur["_svc"].append(s["service_hdr"])
-        for name, h in p.get("handlers", {}).items():
-            cur = out["handlers"].setdefault(name, {"handled": 0, "failed": 0})
-            cur["handled"] += h["handled"]
-            cur["failed"] += h["failed"]
-        out["ledger"].update(p.get("ledger", {}))
-        tr = p.get("transport")
-        if tr:
-            cur_tr = out.setdefault("transport", {"name": tr.get("name")})
-            for k, v in tr.items():
-                if isinstance(v, int):
-                    cur_tr[k] = cur_tr.get(k, 0) + v
-        if p.get("core"):
-            out["core"] = p["core"]
-        out["errors"].update(p.get("errors", {}))
-        for k in ("rejected", "timeouts", "retries", "dead_lettered"):
-            out[k] = out.get(k, 0) + p.get(k, 0)
-        b = p.get("breaker", {})
-        ob = out["breaker"]
-        for k in ("opened", "half_opened", "closed", "rejected", "calls_while_open"):
-            ob[k] = ob.get(k, 0) + b.get(k, 0)
-        # worst case across workers; "never closed after recovery" (None) is the worst there
-        v = b.get("failures_before_first_open")
-        if v is not None:
-            ob["failures_before_first_open"] = max(ob.get("failures_before_first_open") or 0, v)
-        else:
-            ob.setdefault("failures_before_first_open", None)
-        if "closed_after_recovery_s" in b:
-            v = b["closed_after_recovery_s"]
-            prev = ob.get("closed_after_recovery_s", 0.0)
-            ob["closed_after_recovery_s"] = (
-                None if v is None or prev is None else max(prev, v)
-            )
-        ob["breakers"].update(b.get("breakers", {}))
-        ob["transitions"].extend(b.get("transitions", []))
-        gen = p.get("generator", {})
-        out["generator"] = {"max_behind_s": max(out.get("generator", {}).get("max_behind_s", 0),
-                                                gen.get("max_behind_s", 0))}
-        cpu = out.setdefault("cpu_s", {})
-        for k, v in p.get("cpu_s", {}).items():
-            cpu[k] = round(cpu.get(k, 0.0) + v, 3)
-        rss = p.get("rss_mb", {})
-        cur_rss = out.setdefault("rss_mb", {"start": 0.0, "peak": 0.0})
-        cur_rss["start"] += rss.get("start", 0.0)
-        cur_rss["peak"] += rss.get("peak", 0.0)
-    for s in out["streams"].values():
-        s["latency_hdr"] = _merge_hdr(s.pop("_lat"))
-        s["service_hdr"] = _merge_hdr(s.pop("_svc"))
-    out["loop_lag_hdr"] = _merge_hdr([p["loop_lag_hdr"] for p in payloads if "loop_lag_hdr" in p])
-    out["timeline_merged"] = Timeline.merge(p.get("timeline", {}) for p in payloads)
-    out["ledger"] = dict(out["ledger"])
-    out["errors"] = dict(out["errors"])
-    out["per_generator_sent"] = [p.get("ledger", {}).get("sent", 0) for p in payloads]
-    return out
-
-
-def _decode(encoded: str | HdrHistogram) -> HdrHistogram:
-    if isinstance(encoded, HdrHistogram):
-        return encoded
-    h = new_hdr()
-    h.decode_and_add(encoded)
-    return h
-
-
-def _merge_hdr(encoded: list[str | HdrHistogram]) -> HdrHistogram:
-    total = new_hdr()
-    for e in encoded:
-        total.add(_decode(e))
-    return total
 
 
 def _percentiles_ms(h: HdrHistogram) -> dict[str, float | None]:
@@ -167,49 +79,46 @@ def _window_rates(tl: Timeline, facts: RunFacts) -> tuple[float, float, float, f
     return duration, sent / duration, completed / duration, ok / duration, float(first)
 
 
-def build_report(merged: dict[str, Any], facts: RunFacts,
+def build_report(merged: RunPayload, facts: RunFacts,
                  targets: SLOTargets) -> dict[str, Any]:
-    """Build the report dict (docs/report.md) and judge it; ``report["exit_code"]`` is the
-    verdict."""
-    tl: Timeline = merged.get("timeline_merged") or Timeline.merge([merged.get("timeline", {})])
-    streams = merged.get("streams", {})
+    """Build the report dict (docs/report.md) from the run's merged payload and judge it;
+    ``report["exit_code"]`` is the verdict."""
+    tl = Timeline.merge([merged.timeline])
     slo_hdr = new_hdr()
     svc_hdr = new_hdr()
     stream_rows: dict[str, Any] = {}
     lost_by_qos: dict[str, int] = {}  # QoS level ("0", "1", "2") -> lost pairs of its streams
     dups_by_qos: dict[str, int] = {}
     slo_completed = slo_failed = 0
-    for name, s in streams.items():
-        lat = _decode(s["latency_hdr"])
-        svc = _decode(s["service_hdr"])
-        if s["slo"]:
+    for name, s in merged.streams.items():
+        lat = decode_hdr(s.latency_hdr)
+        svc = decode_hdr(s.service_hdr)
+        if s.slo:
             slo_hdr.add(lat)
             svc_hdr.add(svc)
-            slo_completed += s["completed"]
-            slo_failed += s["failed"]
-        qos = s.get("qos", facts.qos)
-        stream_rows[name] = {"kind": s["kind"], "qos": qos, "sent": s["sent"],
-                             "completed": s["completed"], "failed": s["failed"],
-                             "rejected": s["rejected"], "acked": s.get("acked"),
-                             "lost": s.get("lost"), "duplicates": s.get("duplicates"),
-                             "slo": s["slo"], "latency_ms": _percentiles_ms(lat)}
+            slo_completed += s.completed
+            slo_failed += s.failed
+        qos = s.qos if s.qos is not None else facts.qos
+        stream_rows[name] = {"kind": s.kind, "qos": qos, "sent": s.sent,
+                             "completed": s.completed, "failed": s.failed,
+                             "rejected": s.rejected, "acked": s.acked,
+                             "lost": s.lost, "duplicates": s.duplicates,
+                             "slo": s.slo, "latency_ms": _percentiles_ms(lat)}
         key = str(qos)
-        lost_by_qos[key] = lost_by_qos.get(key, 0) + (s.get("lost") or 0)
-        dups_by_qos[key] = dups_by_qos.get(key, 0) + (s.get("duplicates") or 0)
-    ledger = merged.get("ledger", {})
-    if any(s.get("lost") is None for s in streams.values()):  # payloads without per-stream counts
-        lost_by_qos = {str(facts.qos): ledger.get("lost", 0)}
-        dups_by_qos = {str(facts.qos): ledger.get("duplicates", 0)}
-    lag = _decode(merged["loop_lag_hdr"]) if "loop_lag_hdr" in merged else new_hdr()
+        lost_by_qos[key] = lost_by_qos.get(key, 0) + s.lost
+        dups_by_qos[key] = dups_by_qos.get(key, 0) + s.duplicates
+    ledger = merged.ledger
+    lag = decode_hdr(merged.loop_lag_hdr) if merged.loop_lag_hdr else new_hdr()
     lag_pct = _percentiles_ms(lag)
     duration, sent_rate, achieved_rate, goodput_rate, window_start = _window_rates(tl, facts)
-    breaker = {k: v for k, v in merged.get("breaker", {}).items() if k != "transitions"}
+    breaker: dict[str, Any] = (merged.breaker.model_dump(exclude={"transitions"})
+                               if merged.breaker is not None else {})
     states = breaker.get("breakers", {})
     breaker["state"] = ("open" if "open" in states.values()
                         else "half_open" if "half_open" in states.values() else "closed")
-    rss = _with_growth(merged.get("rss_mb", {}))
+    rss = _with_growth(merged.rss_mb)
     generator_rss: dict[str, Any] | None = None
-    core_rss = (merged.get("core") or {}).get("rss_mb")
+    core_rss = (merged.core or {}).get("rss_mb")
     if isinstance(core_rss, dict) and "peak" in core_rss:
         # over a broker the system under test is the serving core: its memory is what a
         # bounded queue must keep flat (the generator's is reported as generator_rss_mb)
@@ -230,31 +139,31 @@ def build_report(merged: dict[str, Any], facts: RunFacts,
         "latency_ms": latency,
         "service_time_ms": _percentiles_ms(svc_hdr),
         "streams": stream_rows,
-        "sent": ledger.get("sent", 0),
-        "sent_per_generator": merged.get("per_generator_sent", []),
-        "acked": ledger.get("acked", 0),
-        "handled": ledger.get("handled", 0),
-        "lost": ledger.get("lost", 0),
-        "duplicates": ledger.get("duplicates", 0),
+        "sent": ledger.sent,
+        "sent_per_generator": merged.sent_per_generator or [ledger.sent],
+        "acked": ledger.acked,
+        "handled": ledger.handled,
+        "lost": ledger.lost,
+        "duplicates": ledger.duplicates,
         "lost_by_qos": lost_by_qos,
         "duplicates_by_qos": dups_by_qos,
-        "redeliveries": ledger.get("redeliveries", 0),
-        "undrained": ledger.get("undrained", 0),
-        "dead_lettered": merged.get("dead_lettered", 0),
-        "handlers": merged.get("handlers", {}),
-        "errors": merged.get("errors", {}),
+        "redeliveries": ledger.redeliveries,
+        "undrained": ledger.undrained,
+        "dead_lettered": merged.dead_lettered,
+        "handlers": {n: h.model_dump() for n, h in merged.handlers.items()},
+        "errors": dict(merged.errors),
         "error_ratio": round(slo_failed / slo_completed, 6) if slo_completed else 0.0,
-        "rejected": merged.get("rejected", 0),
-        "timeouts": merged.get("timeouts", 0),
-        "retries": merged.get("retries", 0),
+        "rejected": merged.rejected,
+        "timeouts": merged.timeouts,
+        "retries": merged.retries,
         "breaker": breaker,
         "event_loop_lag_ms": {k: lag_pct[k] for k in ("p50", "p99", "max")},
         "rss_mb": rss,
         **({"generator_rss_mb": generator_rss} if generator_rss is not None else {}),
-        "generator": merged.get("generator", {}),
-        "cpu_s": merged.get("cpu_s", {}),
-        "broker": merged.get("transport", {}),
-        "core": merged.get("core", {}),
+        "generator": merged.generator.model_dump(),
+        "cpu_s": dict(merged.cpu_s),
+        "broker": merged.transport or {},
+        "core": merged.core or {},
         "timeline": tl.series(start_s=window_start if facts.steady_at_s else None),
         "notes": list(facts.notes),
         "environment": facts.environment,

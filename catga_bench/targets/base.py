@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from catga_bench.workload.plan import RunPlan
@@ -77,20 +78,43 @@ class OutcomeSink(Protocol):
         ``loop_lag_ms``; the names of :data:`catga_bench.generator.timeline.GAUGES`)."""
         ...
 
-    def loop_lag_ms(self, lag_ms: float) -> None:
-        """One event-loop lag sample of the system (ms)."""
-        ...
 
 
-@dataclass
-class SystemFigures:
+class BreakerFigures(BaseModel):
+    """Circuit-breaker figures of a run (docs/report.md, ``breaker``).
+
+    Attributes:
+        opened, half_opened, closed: transitions into each state, over every breaker.
+        rejected: calls refused while a breaker was open.
+        breakers: each breaker's state at the end (``closed``, ``open``, ``half_open``).
+        failures_before_first_open: failures a breaker saw before it first opened (worst).
+        closed_after_recovery_s: seconds from the end of a handler's outage to its breaker
+            closing (worst); None when one never closed after its outage.
+        calls_while_open: handler calls while the handler's own breaker was open.
+        transitions: the last 200 ``(elapsed_s, breaker, new_state)``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    opened: int = 0
+    half_opened: int = 0
+    closed: int = 0
+    rejected: int = 0
+    breakers: dict[str, str] = Field(default_factory=dict)
+    failures_before_first_open: int | None = None
+    closed_after_recovery_s: float | None = None
+    calls_while_open: int = 0
+    transitions: list[tuple[float, str, str]] = Field(default_factory=list)
+
+
+class SystemFigures(BaseModel):
     """The system's own side of a run's figures, returned by :meth:`Target.close`.
 
     Attributes:
         rejected: messages the system's limiters refused (backpressure).
         timeouts, retries, dead_lettered: counted by the system's mediator.
-        breaker: circuit-breaker figures (docs/report.md, ``breaker``); empty when another
-            generator of the run reports them.
+        breaker: circuit-breaker figures; None when another generator of the run reports
+            them.
         loop_lag_hdr: the system's event-loop lag histogram (encoded HDR, us), if measured.
         undrained: outcomes the system still owed when the run ended (beyond the generator's
             own count of messages in flight).
@@ -100,16 +124,18 @@ class SystemFigures:
             that replace the generator's for those seconds.
     """
 
+    model_config = ConfigDict(extra="forbid")
+
     rejected: int = 0
     timeouts: int = 0
     retries: int = 0
     dead_lettered: int = 0
-    breaker: dict[str, Any] = field(default_factory=dict)
+    breaker: BreakerFigures | None = None
     loop_lag_hdr: str | None = None
     undrained: int = 0
     transport: dict[str, Any] | None = None
     core: dict[str, Any] | None = None
-    timeline: dict[str, Any] = field(default_factory=dict)
+    timeline: dict[str, Any] = Field(default_factory=dict)
 
 
 class Target(ABC):
@@ -153,4 +179,5 @@ async def wait_for_outcomes(sink: OutcomeSink, deadline: float, *,
         await asyncio.sleep(poll_s)
 
 
-__all__ = ["OutcomeSink", "SystemFigures", "Target", "TargetUnavailable", "wait_for_outcomes"]
+__all__ = ["BreakerFigures", "OutcomeSink", "SystemFigures", "Target", "TargetUnavailable",
+           "wait_for_outcomes"]

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from catga_bench.targets.base import (
+    BreakerFigures,
     OutcomeSink,
     SystemFigures,
     Target,
@@ -301,7 +302,8 @@ class BrokerTarget(Target):
             for k in CORE_FIGURES:
                 if k in core:
                     setattr(figures, k, core[k])
-            figures.breaker = core.get("breaker") or {}
+            breaker = core.get("breaker")
+            figures.breaker = BreakerFigures.model_validate(breaker) if breaker else None
             figures.loop_lag_hdr = core.get("loop_lag_hdr")
             figures.core = {k: core.get(k) for k in ("rss_mb", "cpu_s", "endpoint", "transport")}
             figures.timeline = core.get("timeline") or {}

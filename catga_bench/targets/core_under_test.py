@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from catga_bench.observability.hdr import encode_hdr, new_hdr
 from catga_bench.observability.resources import ResourceProbe
-from catga_bench.targets.base import SystemFigures
+from catga_bench.targets.base import BreakerFigures, SystemFigures
 from catga_bench.targets.defects import blocking_handler
 from catga_bench.targets.wire import message_type
 from catga_bench.workload.plan import RunPlan, StreamPlan
@@ -208,17 +208,17 @@ class CoreUnderTest:
             timeouts=m.timeouts,
             retries=m.retries,
             dead_lettered=getattr(m.dead_letters, "total", 0),
-            breaker={
-                "opened": sum(b.opened for b in breakers.values()),
-                "half_opened": sum(b.half_opened for b in breakers.values()),
-                "closed": sum(b.closed for b in breakers.values()),
-                "rejected": sum(b.rejected for b in breakers.values()),
-                "breakers": {n: b.state.name.lower() for n, b in breakers.items()},
-                "failures_before_first_open": max(self._first_open.values(), default=None),
-                "closed_after_recovery_s": self._closed_after_recovery(),
-                "calls_while_open": self.calls_while_open,
-                "transitions": self._transitions[-200:],
-            },
+            breaker=BreakerFigures(
+                opened=sum(b.opened for b in breakers.values()),
+                half_opened=sum(b.half_opened for b in breakers.values()),
+                closed=sum(b.closed for b in breakers.values()),
+                rejected=sum(b.rejected for b in breakers.values()),
+                breakers={n: b.state.name.lower() for n, b in breakers.items()},
+                failures_before_first_open=max(self._first_open.values(), default=None),
+                closed_after_recovery_s=self._closed_after_recovery(),
+                calls_while_open=self.calls_while_open,
+                transitions=self._transitions[-200:],
+            ),
             loop_lag_hdr=encode_hdr(self.lag_hdr),
             undrained=undrained,
         )

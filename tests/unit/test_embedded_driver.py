@@ -11,6 +11,7 @@ import pytest
 
 from catga_bench import profiles
 from catga_bench.generator.generator import Generator
+from catga_bench.generator.payload import RunPayload
 from catga_bench.judge.gate import RunFacts, build_report
 from catga_bench.targets.embedded import EmbeddedTarget
 from catga_bench.workload.plan import RunPlan
@@ -44,8 +45,8 @@ class Run:
 
     def report(self, targets: SLOTargets | None = None) -> dict[str, Any]:
         facts = RunFacts("unit", "embedded", self.qos, self.rate, self.started, None, self.stopped)
-        return build_report(self.payload, facts, targets or SLOTargets(p99_ms=None,
-                                                                        max_error_ratio=None))
+        return build_report(RunPayload.from_dict(self.payload), facts,
+                            targets or SLOTargets(p99_ms=None, max_error_ratio=None))
 
 
 def _run(scenario: Scenario, seconds: float, rate: float = 500.0, **kw: Any) -> Run:
@@ -57,7 +58,7 @@ def _run(scenario: Scenario, seconds: float, rate: float = 500.0, **kw: Any) -> 
         await asyncio.sleep(seconds)
         stopped = time.time()
         t = time.perf_counter()
-        payload = await driver.finish()
+        payload = (await driver.finish()).to_dict()  # the form a worker ships
         return Run(payload, started, stopped, time.perf_counter() - t, rate, scenario.qos)
 
     return asyncio.run(main())

@@ -12,14 +12,11 @@ import pytest
 from catga_bench import profiles
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS
 from catga_bench.generator.generator import Generator
+from catga_bench.generator.payload import RunPayload
 from catga_bench.generator.timeline import Timeline
-from catga_bench.judge.gate import (
-    RunFacts,
-    _decode,
-    build_report,
-    evaluate,
-    merge_payloads,
-)
+from catga_bench.judge import gate
+from catga_bench.judge.gate import RunFacts, evaluate
+from catga_bench.observability.hdr import decode_hdr as _decode
 from catga_bench.targets.embedded import EmbeddedTarget
 from catga_bench.workload.plan import RunPlan
 from catga_bench.workload.profiles import HandlerSpec
@@ -115,6 +112,19 @@ def test_evaluate_skips_disabled_and_qos_dependent_targets() -> None:
 
 
 # ------------------------------------------------------------------ real payloads
+def build_report(payload: dict[str, Any] | RunPayload, facts: RunFacts,
+                 targets: SLOTargets) -> dict[str, Any]:
+    """The judge on a payload as a worker ships it (``to_dict``), or on a merged one."""
+    if isinstance(payload, dict):
+        payload = RunPayload.from_dict(payload)
+    return gate.build_report(payload, facts, targets)
+
+
+def merge_payloads(shipped: list[dict[str, Any]]) -> RunPayload:
+    """What the master does with its workers' payloads."""
+    return RunPayload.merge([RunPayload.from_dict(p) for p in shipped])
+
+
 class Runs:
     def __init__(self, a: dict[str, Any], b: dict[str, Any], started: float,
                  stopped: float) -> None:
@@ -139,7 +149,7 @@ def runs() -> Runs:
         await asyncio.sleep(1.5)
         stopped = time.time()
         a, b = await asyncio.gather(*(d.finish() for d in drivers))
-        return Runs(a, b, started, stopped)
+        return Runs(a.to_dict(), b.to_dict(), started, stopped)
 
     return asyncio.run(main())
 
@@ -208,7 +218,7 @@ def test_no_message_sent_is_an_environment_failure(runs: Runs) -> None:
 
 def test_merge_payloads_adds_up(runs: Runs) -> None:
     a, b = runs.a, runs.b
-    merged = merge_payloads([a, b])
+    merged = merge_payloads([a, b]).to_dict()  # the typed merge, read in the shipped form
     for k in ("sent", "acked", "handled", "lost", "duplicates"):
         assert merged["ledger"][k] == a["ledger"][k] + b["ledger"][k], k
     assert merged["streams"]["Ev"]["sent"] == a["ledger"]["sent"] + b["ledger"]["sent"]
@@ -216,13 +226,13 @@ def test_merge_payloads_adds_up(runs: Runs) -> None:
         assert merged["handlers"][name]["handled"] == (
             a["handlers"][name]["handled"] + b["handlers"][name]["handled"])
     for key in ("latency_hdr", "service_hdr"):
-        total = merged["streams"]["Ev"][key].get_total_count()
+        total = _decode(merged["streams"]["Ev"][key]).get_total_count()
         parts = [_decode(p["streams"]["Ev"][key]).get_total_count() for p in (a, b)]
         assert parts[0] > 0
         assert total == sum(parts), key
     lag_parts = [_decode(p["loop_lag_hdr"]).get_total_count() for p in (a, b)]
-    assert merged["loop_lag_hdr"].get_total_count() == sum(lag_parts)
-    tl: Timeline = merged["timeline_merged"]
+    assert _decode(merged["loop_lag_hdr"]).get_total_count() == sum(lag_parts)
+    tl: Timeline = Timeline.merge([merged["timeline"]])
     assert sum(r["sent"] for r in tl.rows.values()) == merged["ledger"]["sent"]
     assert sum(r["completed"] for r in tl.rows.values()) == merged["ledger"]["sent"]
     single = [Timeline.merge([p["timeline"]]) for p in (a, b)]
@@ -245,7 +255,7 @@ def test_report_of_merged_payloads(runs: Runs) -> None:
 
 
 def test_merge_of_one_payload_keeps_its_figures(runs: Runs) -> None:
-    one = merge_payloads([runs.a])
+    one = merge_payloads([runs.a]).to_dict()
     assert one["ledger"] == runs.a["ledger"]
     assert one["handlers"] == runs.a["handlers"]
     report = build_report(one, runs.facts(), PERMISSIVE)

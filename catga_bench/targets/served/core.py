@@ -156,7 +156,8 @@ class ServedCore(CoreUnderTest):
         probe = self.probe
         assert probe is not None
         return {"rejected": f.rejected, "timeouts": f.timeouts, "retries": f.retries,
-                "dead_lettered": f.dead_lettered, "breaker": f.breaker,
+                "dead_lettered": f.dead_lettered,
+                "breaker": None if f.breaker is None else f.breaker.model_dump(),
                 "loop_lag_hdr": f.loop_lag_hdr, "rss_mb": probe.rss(), "cpu_s": probe.cpu(),
                 "timeline": self.to_publisher.gauges}
 
