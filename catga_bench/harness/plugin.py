@@ -360,92 +360,111 @@ def _environment_facts() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------- wiring to Locust events
+# One listener per Locust event, at module level (as Locust's plugin examples do); each finds
+# the process's Harness on ``environment.catga`` and hands over to it.
 _installed = False
+_current: Harness | None = None
+_scenario_lookup: Callable[[Environment], tuple[Scenario, str] | None] | None = None
+
+
+def _harness_of(environment: Environment) -> Harness | None:
+    return getattr(environment, "catga", None)
+
+
+def _on_parser(parser: Any, **_: Any) -> None:
+    add_arguments(parser)
+
+
+def _on_init(environment: Environment, **_: Any) -> None:
+    """Build this process's Harness from the locustfile's scenario and the options (a bad
+    option or CATGA_BENCH_DEFECTS name is a usage error: exit 2)."""
+    global _current
+    found = _scenario_lookup(environment) if _scenario_lookup is not None else None
+    if found is None:
+        return
+    scenario, name = found
+    try:
+        options = parse_options(environment.parsed_options)
+        defects_from_env()  # an unknown CATGA_BENCH_DEFECTS name is a usage error (exit 2)
+        harness = Harness(environment, options, scenario, name)
+    except ConfigError as exc:
+        _fail_usage(str(exc))
+        return
+    environment.catga = harness  # type: ignore[attr-defined]
+    _current = harness
+    runner = environment.runner
+    opts = environment.parsed_options
+    if opts is not None and getattr(opts, "num_users", None):
+        opts.catga_user_rate = harness.scenario.rate / int(opts.num_users)
+    if isinstance(runner, MasterRunner):
+        runner.register_message(MSG_PAYLOAD, harness.on_payload)
+    elif isinstance(runner, WorkerRunner):
+        runner.register_message(MSG_FINISH, harness.on_finish_request, concurrent=True)
+
+
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    harness = _harness_of(environment)
+    if harness is None:
+        return
+    harness.started_at = time.time()
+    if harness.generates:
+        harness.ensure_started()
+
+
+def _on_spawned(user_count: int, **_: Any) -> None:
+    if _current is not None and _current.steady_at is None:
+        _current.steady_at = time.time()
+
+
+def _on_stopping(environment: Environment, **_: Any) -> None:
+    harness = _harness_of(environment)
+    if harness is not None and not harness.is_worker:
+        harness.finish()
+
+
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    """Judge (if not yet), print the summary, and make the verdict Locust's exit code."""
+    harness = _harness_of(environment)
+    if harness is None:
+        return
+    if harness.is_worker:
+        harness.shutdown()
+        return
+    if not harness.finished and isinstance(environment.runner, LocalRunner | MasterRunner):
+        harness.finish()
+    harness.shutdown()
+    if harness.report is not None:
+        _print_summary(harness)
+    environment.process_exit_code = (
+        harness.exit_code if harness.exit_code is not None else EXIT_ENVIRONMENT
+    )
+
+
+def _print_summary(harness: Harness) -> None:
+    assert harness.report is not None
+    try:
+        from catga_bench.judge.report import print_summary
+
+        print_summary(harness.report)
+    except Exception:
+        log.exception("catga-bench: could not print the summary")
+        sys.stdout.write(f"catga-bench: {harness.report.get('verdict')}\n")
+    paths = getattr(harness, "report_paths", {})
+    if paths:
+        sys.stdout.write(f"catga-bench: reports in {Path(paths['json']).parent}/\n")
 
 
 def install(scenario_lookup: Callable[[Environment], tuple[Scenario, str] | None]) -> None:
     """Register the event listeners once per process (called when catga_bench.harness.user is
-    imported by a locustfile)."""
-    global _installed
+    imported by a locustfile); ``scenario_lookup`` finds the locustfile's scenario."""
+    global _installed, _scenario_lookup
+    _scenario_lookup = scenario_lookup
     if _installed:
         return
     _installed = True
-
-    @events.init_command_line_parser.add_listener
-    def _parser(parser: Any, **_: Any) -> None:
-        add_arguments(parser)
-
-    @events.init.add_listener
-    def _init(environment: Environment, **_: Any) -> None:
-        found = scenario_lookup(environment)
-        if found is None:
-            return
-        scenario, name = found
-        try:
-            options = parse_options(environment.parsed_options)
-            defects_from_env()  # an unknown CATGA_BENCH_DEFECTS name is a usage error (exit 2)
-            harness = Harness(environment, options, scenario, name)
-        except ConfigError as exc:
-            _fail_usage(str(exc))
-            return
-        environment.catga = harness  # type: ignore[attr-defined]
-        global _current
-        _current = harness
-        runner = environment.runner
-        opts = environment.parsed_options
-        if opts is not None and getattr(opts, "num_users", None):
-            opts.catga_user_rate = harness.scenario.rate / int(opts.num_users)
-        if isinstance(runner, MasterRunner):
-            runner.register_message(MSG_PAYLOAD, harness.on_payload)
-        elif isinstance(runner, WorkerRunner):
-            runner.register_message(MSG_FINISH, harness.on_finish_request, concurrent=True)
-
-    @events.test_start.add_listener
-    def _test_start(environment: Environment, **_: Any) -> None:
-        harness: Harness | None = getattr(environment, "catga", None)
-        if harness is None:
-            return
-        harness.started_at = time.time()
-        if harness.generates:
-            harness.ensure_started()
-
-    @events.spawning_complete.add_listener
-    def _spawned(user_count: int, **_: Any) -> None:
-        if _current is not None and _current.steady_at is None:
-            _current.steady_at = time.time()
-
-    @events.test_stopping.add_listener
-    def _stopping(environment: Environment, **_: Any) -> None:
-        harness: Harness | None = getattr(environment, "catga", None)
-        if harness is None or harness.is_worker:
-            return
-        harness.finish()
-
-    @events.quitting.add_listener
-    def _quitting(environment: Environment, **_: Any) -> None:
-        harness: Harness | None = getattr(environment, "catga", None)
-        if harness is None:
-            return
-        if harness.is_worker:
-            harness.shutdown()
-            return
-        if not harness.finished and isinstance(environment.runner, LocalRunner | MasterRunner):
-            harness.finish()
-        harness.shutdown()
-        if harness.report is not None:
-            try:
-                from catga_bench.judge.report import print_summary
-
-                print_summary(harness.report)
-            except Exception:
-                log.exception("catga-bench: could not print the summary")
-                sys.stdout.write(f"catga-bench: {harness.report.get('verdict')}\n")
-            paths = getattr(harness, "report_paths", {})
-            if paths:
-                sys.stdout.write(f"catga-bench: reports in {Path(paths['json']).parent}/\n")
-        environment.process_exit_code = (
-            harness.exit_code if harness.exit_code is not None else EXIT_ENVIRONMENT
-        )
-
-
-_current: Harness | None = None
+    events.init_command_line_parser.add_listener(_on_parser)
+    events.init.add_listener(_on_init)
+    events.test_start.add_listener(_on_test_start)
+    events.spawning_complete.add_listener(_on_spawned)
+    events.test_stopping.add_listener(_on_stopping)
+    events.quitting.add_listener(_on_quitting)
