@@ -302,14 +302,12 @@ class Generator:
                                     duplicates=s.duplicates, known_failures=s.known_failures))
         self._overlay(figures.timeline)
         return RunPayload(
+            **figures.core_figures(),
             streams=streams, handlers=handlers, ledger=ledger, errors=dict(self.errors),
-            rejected=figures.rejected, timeouts=figures.timeouts, retries=figures.retries,
-            dead_lettered=figures.dead_lettered, breaker=figures.breaker,
-            loop_lag_hdr=figures.loop_lag_hdr, timeline=self.timeline.to_dict(),
+            timeline=self.timeline.to_dict(),
             generator=GeneratorTotals(max_behind_s=round(self.max_behind_s, 4),
                                       dropped_sends=self.dropped_sends),
-            rss_mb=self.probe.rss(), cpu_s=self.probe.cpu(), transport=figures.transport,
-            core=figures.core)
+            rss_mb=self.probe.rss(), cpu_s=self.probe.cpu())
 
     def _overlay(self, system_rows: dict[str, Any]) -> None:
         """Gauges measured inside the system (queue depth, open breakers, loop lag) replace

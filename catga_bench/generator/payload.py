@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from catga_bench.generator.timeline import Timeline
 from catga_bench.observability.hdr import encode_hdr, merge_hdr
-from catga_bench.targets.base import BreakerFigures
+from catga_bench.targets.base import BreakerFigures, CoreFigures
 
 
 class _Figures(BaseModel):
@@ -73,26 +73,20 @@ class GeneratorTotals(_Figures):
     dropped_sends: int = 0
 
 
-class RunPayload(_Figures):
-    """What one load generator (or, merged, a whole run) measured. Units as in
-    docs/report.md; ``rss_mb`` is ``{start, peak}`` (MB), ``cpu_s`` CPU seconds by part."""
+class RunPayload(CoreFigures):
+    """What one load generator (or, merged, a whole run) measured, with what the system
+    reported (:class:`~catga_bench.targets.base.CoreFigures`: rejected, timeouts, retries,
+    dead letters, breakers, loop lag, link and core). Units as in docs/report.md; ``rss_mb`` is
+    ``{start, peak}`` (MB), ``cpu_s`` CPU seconds by part."""
 
     streams: dict[str, StreamTotals] = Field(default_factory=dict)
     handlers: dict[str, HandlerTotals] = Field(default_factory=dict)
     ledger: LedgerTotals = Field(default_factory=LedgerTotals)
     errors: dict[str, int] = Field(default_factory=dict)
-    rejected: int = 0
-    timeouts: int = 0
-    retries: int = 0
-    dead_lettered: int = 0
-    breaker: BreakerFigures | None = None
-    loop_lag_hdr: str | None = None
     timeline: dict[str, Any] = Field(default_factory=dict)
     generator: GeneratorTotals = Field(default_factory=GeneratorTotals)
     rss_mb: dict[str, float] = Field(default_factory=dict)
     cpu_s: dict[str, float] = Field(default_factory=dict)
-    transport: dict[str, Any] | None = None
-    core: dict[str, Any] | None = None
     sent_per_generator: list[int] = Field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -107,8 +107,8 @@ class BreakerFigures(BaseModel):
     transitions: list[tuple[float, str, str]] = Field(default_factory=list)
 
 
-class SystemFigures(BaseModel):
-    """The system's own side of a run's figures, returned by :meth:`Target.close`.
+class CoreFigures(BaseModel):
+    """What the system's mediator counted (a run payload carries these too).
 
     Attributes:
         rejected: messages the system's limiters refused (backpressure).
@@ -116,12 +116,8 @@ class SystemFigures(BaseModel):
         breaker: circuit-breaker figures; None when another generator of the run reports
             them.
         loop_lag_hdr: the system's event-loop lag histogram (encoded HDR, us), if measured.
-        undrained: outcomes the system still owed when the run ended (beyond the generator's
-            own count of messages in flight).
         transport: the generator's link to the system (over a broker), or None.
         core: the serving process's own figures (RSS, CPU, endpoint, transport), or None.
-        timeline: per-second gauges measured inside the system (``{second: {gauge: value}}``)
-            that replace the generator's for those seconds.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -132,10 +128,27 @@ class SystemFigures(BaseModel):
     dead_lettered: int = 0
     breaker: BreakerFigures | None = None
     loop_lag_hdr: str | None = None
-    undrained: int = 0
     transport: dict[str, Any] | None = None
     core: dict[str, Any] | None = None
+
+
+class SystemFigures(CoreFigures):
+    """The system's own side of a run's figures, returned by :meth:`Target.close`: the
+    :class:`CoreFigures`, and
+
+    Attributes:
+        undrained: outcomes the system still owed when the run ended (beyond the generator's
+            own count of messages in flight).
+        timeline: per-second gauges measured inside the system (``{second: {gauge: value}}``)
+            that replace the generator's for those seconds.
+    """
+
+    undrained: int = 0
     timeline: dict[str, Any] = Field(default_factory=dict)
+
+    def core_figures(self) -> dict[str, Any]:
+        """The :class:`CoreFigures` fields of these figures (to build a payload from)."""
+        return {k: getattr(self, k) for k in CoreFigures.model_fields}
 
 
 class Target(ABC):
@@ -179,5 +192,5 @@ async def wait_for_outcomes(sink: OutcomeSink, deadline: float, *,
         await asyncio.sleep(poll_s)
 
 
-__all__ = ["BreakerFigures", "OutcomeSink", "SystemFigures", "Target", "TargetUnavailable",
-           "wait_for_outcomes"]
+__all__ = ["BreakerFigures", "CoreFigures", "OutcomeSink", "SystemFigures", "Target",
+           "TargetUnavailable", "wait_for_outcomes"]
