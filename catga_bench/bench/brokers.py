@@ -149,175 +149,208 @@ async def _transport_qos1(t: Any, subject: str, group: str, count: int, body: by
 
 
 # ------------------------------------------------------------------------------ NATS
+@dataclass(frozen=True, slots=True)
+class _NatsRun:
+    """What every NATS figure measures with: the raw client, the transport and the message."""
+
+    nc: Any
+    t: Any
+    headers: dict[str, str]
+    body: bytes
+    n: int
+    repeats: int
+
+
 async def nats_figures(url: str, n: int, repeats: int) -> list[Figure]:
+    """The NATS figures: QoS 0 publish, QoS 0 publish -> subscribe, send, JetStream QoS 1."""
     import nats
 
     headers, body = _envelope()
-    out: list[Figure] = []
     nc = await nats.connect(url, max_reconnect_attempts=1)
-    js = nc.jetstream()
     t = open_transport("nats", url)
     await t.connect()
+    run = _NatsRun(nc, t, headers, body, n, repeats)
     try:
-        # QoS 0 publish
-        async def raw_pub(_: int) -> tuple[float, None, int]:
-            t0 = time.perf_counter()
-            for _i in range(n):
-                await nc.publish("bench.q0", body, headers=headers)
-            await nc.flush()
-            return n / (time.perf_counter() - t0), None, 0
-
-        async def our_pub(_: int) -> tuple[float, None, int]:
-            t0 = time.perf_counter()
-            for _i in range(n):
-                await t.publish("bench.q0", headers, body)
-            await t.flush()
-            return n / (time.perf_counter() - t0), None, 0
-
-        raw = await _best(repeats, raw_pub)
-        ours = await _best(repeats, our_pub)
-        out.append(Figure("nats_qos0_publish", raw[0], ours[0], GOALS["nats_qos0_publish"]))
-
-        # QoS 0 publish -> subscribe
-        async def raw_pubsub(r: int) -> tuple[float, None, int]:
-            got = 0
-            done = asyncio.Event()
-
-            async def cb(_m: Any) -> None:
-                nonlocal got
-                got += 1
-                if got == n:
-                    done.set()
-
-            sub = await nc.subscribe(f"bench.ps.raw.{r}", cb=cb, pending_msgs_limit=n * 2,
-                                     pending_bytes_limit=-1)
-            t0 = time.perf_counter()
-            for _i in range(n):
-                await nc.publish(f"bench.ps.raw.{r}", body, headers=headers)
-            await nc.flush()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 30)
-            rate = got / (time.perf_counter() - t0)
-            await sub.unsubscribe()
-            return rate, None, n - got
-
-        async def our_pubsub(r: int) -> tuple[float, None, int]:
-            got = 0
-            done = asyncio.Event()
-
-            async def h(_d: Delivery) -> None:
-                nonlocal got
-                got += 1
-                if got == n:
-                    done.set()
-
-            sub = await t.subscribe(f"bench.ps.ours.{r}", h, max_in_flight=256)
-            t0 = time.perf_counter()
-            for _i in range(n):
-                await t.publish(f"bench.ps.ours.{r}", headers, body)
-            await t.flush()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 30)
-            rate = got / (time.perf_counter() - t0)
-            await sub.stop()
-            return rate, None, n - got
-
-        raw = await _best(repeats, raw_pubsub)
-        ours = await _best(repeats, our_pubsub)
-        out.append(Figure("nats_qos0_pubsub", raw[0], ours[0], GOALS["nats_qos0_pubsub"],
-                          notes=["QoS 0 may drop (slow consumer): counted, not a goal"]))
-
-        # request/reply
-        m = max(1_000, n // 20)
-
-        async def echo(msg: Any) -> None:
-            await msg.respond(msg.data)
-
-        rsub = await nc.subscribe("bench.req.raw", queue="g", cb=echo)
-
-        async def raw_req(_: int) -> tuple[float, float | None, int]:
-            lat: list[float] = []
-            t0 = time.perf_counter()
-            await _concurrent(m, 64, lambda i: nc.request("bench.req.raw", body, timeout=5,
-                                                          headers=headers), lat)
-            return m / (time.perf_counter() - t0), _p99(lat), 0
-
-        mediator = Mediator()
-
-        async def quote(q: Any) -> int:
-            return int(q.amount) * 2
-
-        mediator.register(Quote, quote)
-        registry = TypeRegistry([Quote])
-        ep = MediatorEndpoint(mediator, t, registry, max_in_flight=256)
-        await ep.serve_requests("bench.req.ours")
-        client = RemoteMediator(t, registry, subject_for=lambda _t: "bench.req.ours")
-        failures = 0
-
-        async def send_one(_i: int) -> None:
-            nonlocal failures
-            res = await client.send(Quote(amount=1), timeout_s=5)
-            if not res.ok:
-                failures += 1
-
-        async def our_req(_: int) -> tuple[float, float | None, int]:
-            lat: list[float] = []
-            t0 = time.perf_counter()
-            await _concurrent(m, 64, send_one, lat)
-            return m / (time.perf_counter() - t0), _p99(lat), 0
-
-        raw = await _best(repeats, raw_req)
-        ours = await _best(repeats, our_req)
-        await rsub.unsubscribe()
-        await ep.close()
-        out.append(Figure("nats_send", raw[0], ours[0], GOALS["nats_send"], raw[1], ours[1],
-                          lost=failures))
-
-        # JetStream QoS 1: publish (256 in flight) -> pull consumer -> ack
-        k = max(2_000, n // 10)
-
-        async def raw_js(r: int) -> tuple[float, float | None, int]:
-            stream = f"BENCHRAW{r}"
-            await js.add_stream(name=stream, subjects=[f"benchraw{r}.>"])
-            psub = await js.pull_subscribe(f"benchraw{r}.x", durable=f"raw{r}")
-            seen: set[int] = set()
-            lat: list[float] = []
-
-            async def consume() -> None:
-                while len(seen) < k:
-                    try:
-                        msgs = await psub.fetch(256, timeout=1)
-                    except Exception:  # a fetch timeout: try again
-                        continue
-                    for msg in msgs:
-                        seen.add(int(msg.headers["i"]))
-                        await msg.ack()
-
-            t0 = time.perf_counter()
-            consumer = asyncio.create_task(consume())
-            await _concurrent(k, 256, lambda i: js.publish(
-                f"benchraw{r}.x", body, headers={**headers, "Nats-Msg-Id": f"r{r}-{i}",
-                                                 "i": str(i)}), lat)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(consumer, 60)
-            rate = k / (time.perf_counter() - t0)
-            await js.delete_stream(stream)
-            return rate, _p99(lat), k - len(seen)
-
-        async def our_js(r: int) -> tuple[float, float | None, int]:
-            return await _transport_qos1(
-                t, f"catga.bench{r}.x", f"ours{r}", k, body,
-                lambda i: {**headers, "Nats-Msg-Id": f"o{r}-{i}", "i": str(i)})
-
-        raw = await _best(repeats, raw_js)
-        ours = await _best(repeats, our_js)
-        out.append(Figure("nats_qos1", raw[0], ours[0], GOALS["nats_qos1"], raw[1], ours[1],
-                          lost=ours[2] + raw[2],
-                          notes=["end to end: publish with ack, consume, ack"]))
+        return [
+            await _nats_qos0_publish(run),
+            await _nats_qos0_pubsub(run),
+            await _nats_send(run),
+            await _nats_qos1(run),
+        ]
     finally:
         await t.close()
         await nc.close()
-    return out
+
+
+async def _nats_qos0_publish(run: _NatsRun) -> Figure:
+    """QoS 0 publish: N publishes + flush."""
+    nc, t, headers, body, n = run.nc, run.t, run.headers, run.body, run.n
+
+    async def raw_pub(_: int) -> tuple[float, None, int]:
+        t0 = time.perf_counter()
+        for _i in range(n):
+            await nc.publish("bench.q0", body, headers=headers)
+        await nc.flush()
+        return n / (time.perf_counter() - t0), None, 0
+
+    async def our_pub(_: int) -> tuple[float, None, int]:
+        t0 = time.perf_counter()
+        for _i in range(n):
+            await t.publish("bench.q0", headers, body)
+        await t.flush()
+        return n / (time.perf_counter() - t0), None, 0
+
+    raw = await _best(run.repeats, raw_pub)
+    ours = await _best(run.repeats, our_pub)
+    return Figure("nats_qos0_publish", raw[0], ours[0], GOALS["nats_qos0_publish"])
+
+
+async def _nats_qos0_pubsub(run: _NatsRun) -> Figure:
+    """QoS 0 publish -> subscribe: until the subscriber received all N (or 30 s)."""
+    nc, t, headers, body, n = run.nc, run.t, run.headers, run.body, run.n
+
+    async def raw_pubsub(r: int) -> tuple[float, None, int]:
+        got = 0
+        done = asyncio.Event()
+
+        async def cb(_m: Any) -> None:
+            nonlocal got
+            got += 1
+            if got == n:
+                done.set()
+
+        sub = await nc.subscribe(f"bench.ps.raw.{r}", cb=cb, pending_msgs_limit=n * 2,
+                                 pending_bytes_limit=-1)
+        t0 = time.perf_counter()
+        for _i in range(n):
+            await nc.publish(f"bench.ps.raw.{r}", body, headers=headers)
+        await nc.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 30)
+        rate = got / (time.perf_counter() - t0)
+        await sub.unsubscribe()
+        return rate, None, n - got
+
+    async def our_pubsub(r: int) -> tuple[float, None, int]:
+        got = 0
+        done = asyncio.Event()
+
+        async def h(_d: Delivery) -> None:
+            nonlocal got
+            got += 1
+            if got == n:
+                done.set()
+
+        sub = await t.subscribe(f"bench.ps.ours.{r}", h, max_in_flight=256)
+        t0 = time.perf_counter()
+        for _i in range(n):
+            await t.publish(f"bench.ps.ours.{r}", headers, body)
+        await t.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 30)
+        rate = got / (time.perf_counter() - t0)
+        await sub.stop()
+        return rate, None, n - got
+
+    raw = await _best(run.repeats, raw_pubsub)
+    ours = await _best(run.repeats, our_pubsub)
+    return Figure("nats_qos0_pubsub", raw[0], ours[0], GOALS["nats_qos0_pubsub"],
+                  notes=["QoS 0 may drop (slow consumer): counted, not a goal"])
+
+
+async def _nats_send(run: _NatsRun) -> Figure:
+    """Request/reply, 64 in flight: raw ``nc.request`` to a raw responder vs
+    ``RemoteMediator.send`` through ``MediatorEndpoint`` and a mediator."""
+    nc, t, headers, body = run.nc, run.t, run.headers, run.body
+    m = max(1_000, run.n // 20)
+
+    async def echo(msg: Any) -> None:
+        await msg.respond(msg.data)
+
+    rsub = await nc.subscribe("bench.req.raw", queue="g", cb=echo)
+
+    async def raw_req(_: int) -> tuple[float, float | None, int]:
+        lat: list[float] = []
+        t0 = time.perf_counter()
+        await _concurrent(m, 64, lambda i: nc.request("bench.req.raw", body, timeout=5,
+                                                      headers=headers), lat)
+        return m / (time.perf_counter() - t0), _p99(lat), 0
+
+    mediator = Mediator()
+
+    async def quote(q: Any) -> int:
+        return int(q.amount) * 2
+
+    mediator.register(Quote, quote)
+    registry = TypeRegistry([Quote])
+    ep = MediatorEndpoint(mediator, t, registry, max_in_flight=256)
+    await ep.serve_requests("bench.req.ours")
+    client = RemoteMediator(t, registry, subject_for=lambda _t: "bench.req.ours")
+    failures = 0
+
+    async def send_one(_i: int) -> None:
+        nonlocal failures
+        res = await client.send(Quote(amount=1), timeout_s=5)
+        if not res.ok:
+            failures += 1
+
+    async def our_req(_: int) -> tuple[float, float | None, int]:
+        lat: list[float] = []
+        t0 = time.perf_counter()
+        await _concurrent(m, 64, send_one, lat)
+        return m / (time.perf_counter() - t0), _p99(lat), 0
+
+    raw = await _best(run.repeats, raw_req)
+    ours = await _best(run.repeats, our_req)
+    await rsub.unsubscribe()
+    await ep.close()
+    return Figure("nats_send", raw[0], ours[0], GOALS["nats_send"], raw[1], ours[1],
+                  lost=failures)
+
+
+async def _nats_qos1(run: _NatsRun) -> Figure:
+    """JetStream QoS 1: publish (256 in flight) -> durable pull consumer -> ack."""
+    js = run.nc.jetstream()
+    headers, body = run.headers, run.body
+    k = max(2_000, run.n // 10)
+
+    async def raw_js(r: int) -> tuple[float, float | None, int]:
+        stream = f"BENCHRAW{r}"
+        await js.add_stream(name=stream, subjects=[f"benchraw{r}.>"])
+        psub = await js.pull_subscribe(f"benchraw{r}.x", durable=f"raw{r}")
+        seen: set[int] = set()
+        lat: list[float] = []
+
+        async def consume() -> None:
+            while len(seen) < k:
+                try:
+                    msgs = await psub.fetch(256, timeout=1)
+                except Exception:  # a fetch timeout: try again
+                    continue
+                for msg in msgs:
+                    seen.add(int(msg.headers["i"]))
+                    await msg.ack()
+
+        t0 = time.perf_counter()
+        consumer = asyncio.create_task(consume())
+        await _concurrent(k, 256, lambda i: js.publish(
+            f"benchraw{r}.x", body, headers={**headers, "Nats-Msg-Id": f"r{r}-{i}",
+                                             "i": str(i)}), lat)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(consumer, 60)
+        rate = k / (time.perf_counter() - t0)
+        await js.delete_stream(stream)
+        return rate, _p99(lat), k - len(seen)
+
+    async def our_js(r: int) -> tuple[float, float | None, int]:
+        return await _transport_qos1(
+            run.t, f"catga.bench{r}.x", f"ours{r}", k, body,
+            lambda i: {**headers, "Nats-Msg-Id": f"o{r}-{i}", "i": str(i)})
+
+    raw = await _best(run.repeats, raw_js)
+    ours = await _best(run.repeats, our_js)
+    return Figure("nats_qos1", raw[0], ours[0], GOALS["nats_qos1"], raw[1], ours[1],
+                  lost=ours[2] + raw[2], notes=["end to end: publish with ack, consume, ack"])
 
 
 # ------------------------------------------------------------------------------ Redis

@@ -20,33 +20,45 @@ Benchmarks (names for ``--only``)::
     embedded   maximum sustainable rate of the generator + embedded core (informational)
 
 Exit code: 0 when every limit holds, 1 otherwise (2 for a usage error, from argparse).
+
+This module holds the mediator benchmarks, the suite that runs them and the command line;
+``timing.py`` measures, ``embedded.py`` is the embedded step search and ``printing.py`` the
+console tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import json
 import platform
-import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from rich.console import Console
-from rich.table import Table
 
-from catga_bench.generator.generator import Generator
-from catga_bench.targets.embedded import EmbeddedTarget
-from catga_bench.workload.plan import RunPlan
-from catga_bench.workload.profiles import Fast, HandlerSpec
-from catga_bench.workload.scenario import Scenario, Stream
-from catga_bench.workload.slo import SLOTargets
+from catga_bench.bench.embedded import (
+    EMBEDDED_RATES,
+    EMBEDDED_RATES_QUICK,
+    EmbeddedResult,
+    bench_embedded,
+)
+from catga_bench.bench.printing import print_embedded, print_limits, print_section
+from catga_bench.bench.timing import (
+    Figure,
+    LoopFn,
+    Section,
+    compare,
+    loop_kind,
+    make_figure,
+    median,
+    run_on_loop,
+    sync_loop,
+)
 from core import (
     BreakerConfig,
     BucketHistogram,
@@ -61,284 +73,16 @@ from core import (
     Result,
 )
 
-T = TypeVar("T")
-
-LoopFn = Callable[[int], Awaitable[None]]
-"""A benchmark body: ``await loop(n)`` runs ``n`` iterations of the thing measured."""
-
 BENCH_NAMES: tuple[str, ...] = ("send", "send_full", "publish", "metrics", "breaker", "embedded")
 
 LIMIT_SEND = 5.0
 LIMIT_SEND_FULL = 25.0
 LIMIT_PUBLISH_100 = 3.0
 
-#: offered rates (msg/s) stepped through by the embedded benchmark (it stops at the first
-#: unsustained step); the top is well above what one CPython core sustains today
-EMBEDDED_RATES: tuple[int, ...] = (
-    5_000, 10_000, 20_000, 40_000, 70_000, 100_000, 130_000, 160_000, 200_000, 250_000,
-)
-#: the same for ``--quick`` (fewer low steps, to stay within its time budget)
-EMBEDDED_RATES_QUICK: tuple[int, ...] = (
-    10_000, 40_000, 70_000, 100_000, 130_000, 160_000, 200_000, 250_000,
-)
-#: a step is sustained when achieved >= this share of offered and P99 < EMBEDDED_P99_MS
-EMBEDDED_MIN_ACHIEVED = 0.95
-EMBEDDED_P99_MS = 100.0
-
 COMPARISON_NOTE = (
     "fastest Python mediators measured elsewhere on this machine kind: send 8\u201314x, "
     "publish-to-100 4.6x; python-cqrs/lato default set-up 56\u2013290x"
 )
-
-
-# --------------------------------------------------------------------------- results
-@dataclass(slots=True)
-class Figure:
-    """One measured subject against a floor measured in the same run.
-
-    Attributes:
-        name: stable key (JSON, ``--only``-independent).
-        label: what was measured, for humans.
-        ns: median cost of the subject per operation, in nanoseconds.
-        floor_label: what the floor is.
-        floor_ns: median cost of the floor per operation, in nanoseconds.
-        limit: acceptance limit on :attr:`ratio` (None: informational).
-        samples_ns: the subject's per-repeat costs (ns/op).
-        floor_samples_ns: the floor's per-repeat costs (ns/op).
-    """
-
-    name: str
-    label: str
-    ns: float
-    floor_label: str
-    floor_ns: float
-    limit: float | None = None
-    samples_ns: list[float] = field(default_factory=list)
-    floor_samples_ns: list[float] = field(default_factory=list)
-
-    @property
-    def ratio(self) -> float:
-        """Subject cost divided by floor cost (the figure that is judged)."""
-        return self.ns / self.floor_ns if self.floor_ns > 0 else float("inf")
-
-    @property
-    def passed(self) -> bool | None:
-        """``ratio <= limit``, or None when the figure has no limit."""
-        return None if self.limit is None else self.ratio <= self.limit
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (costs in ns)."""
-        return {
-            "label": self.label,
-            "ns": round(self.ns, 2),
-            "floor_label": self.floor_label,
-            "floor_ns": round(self.floor_ns, 2),
-            "ratio": round(self.ratio, 3),
-            "limit": self.limit,
-            "passed": self.passed,
-            "samples_ns": [round(s, 2) for s in self.samples_ns],
-            "floor_samples_ns": [round(s, 2) for s in self.floor_samples_ns],
-        }
-
-
-@dataclass(slots=True)
-class Section:
-    """The result of one benchmark: its figures plus informational extras."""
-
-    name: str
-    title: str
-    figures: list[Figure] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    skipped: str | None = None
-
-    def figure(self, name: str) -> Figure:
-        """The figure called ``name``.
-
-        Raises:
-            KeyError: no such figure.
-        """
-        for f in self.figures:
-            if f.name == name:
-                return f
-        raise KeyError(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return {
-            "title": self.title,
-            "figures": {f.name: f.to_dict() for f in self.figures},
-            "info": self.info,
-            "notes": self.notes,
-            "skipped": self.skipped,
-        }
-
-
-@dataclass(slots=True)
-class EmbeddedStep:
-    """One offered rate of the embedded benchmark and what the core achieved at it."""
-
-    offered: float
-    duration_s: float
-    sent: int
-    completed: int
-    failed: int
-    achieved: float
-    p50_ms: float | None
-    p99_ms: float | None
-    max_ms: float | None
-    loop_cpu: float | None = None
-
-    @property
-    def sustained(self) -> bool:
-        """Achieved >= 95 % of offered and P99 < 100 ms."""
-        return (
-            self.achieved >= EMBEDDED_MIN_ACHIEVED * self.offered
-            and self.p99_ms is not None
-            and self.p99_ms < EMBEDDED_P99_MS
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return {
-            "offered": self.offered,
-            "duration_s": round(self.duration_s, 3),
-            "sent": self.sent,
-            "completed": self.completed,
-            "failed": self.failed,
-            "achieved": round(self.achieved, 1),
-            "p50_ms": self.p50_ms,
-            "p99_ms": self.p99_ms,
-            "max_ms": self.max_ms,
-            "loop_cpu": self.loop_cpu,
-            "sustained": self.sustained,
-        }
-
-
-@dataclass(slots=True)
-class EmbeddedResult:
-    """All steps run (stepping stops after the first unsustained one) and the maximum."""
-
-    steps: list[EmbeddedStep]
-    step_s: float
-
-    @property
-    def max_sustainable(self) -> float | None:
-        """Highest offered rate sustained before the first unsustained step (None: none)."""
-        best: float | None = None
-        for s in self.steps:
-            if not s.sustained:
-                break
-            best = s.offered
-        return best
-
-    @property
-    def capped(self) -> bool:
-        """True when every step was sustained (the real ceiling is above the last step)."""
-        return bool(self.steps) and all(s.sustained for s in self.steps)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return {
-            "step_s": self.step_s,
-            "steps": [s.to_dict() for s in self.steps],
-            "max_sustainable_rate": self.max_sustainable,
-            "every_step_sustained": self.capped,
-        }
-
-
-# --------------------------------------------------------------------------- the loop
-def loop_kind() -> str:
-    """Which event loop the suite runs on: ``"uvloop X.Y.Z"`` or ``"asyncio"``."""
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio (uvloop not installed)"
-    return f"uvloop {uvloop.__version__}"
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def run_on_loop(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion on a fresh event loop (uvloop if importable)."""
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(coro)
-
-
-# --------------------------------------------------------------------------- timing
-async def time_loop(fn: LoopFn, iterations: int) -> float:
-    """Run ``fn(iterations)`` once with the GC disabled; return nanoseconds per iteration."""
-    gc.collect()
-    gc.disable()
-    try:
-        t0 = time.perf_counter_ns()
-        await fn(iterations)
-        elapsed = time.perf_counter_ns() - t0
-    finally:
-        gc.enable()
-    return elapsed / iterations
-
-
-async def compare(
-    loops: dict[str, LoopFn],
-    iterations: int | dict[str, int],
-    repeats: int,
-) -> dict[str, list[float]]:
-    """Time every loop ``repeats`` times, interleaved, after one warm-up run each.
-
-    Args:
-        loops: name -> loop body; they run in this order within each repeat.
-        iterations: iterations per timed run (one count, or one per loop name).
-        repeats: timed runs per loop (>= 1).
-
-    Returns:
-        name -> per-repeat nanoseconds per iteration.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-
-    def n_of(name: str) -> int:
-        n = iterations[name] if isinstance(iterations, dict) else iterations
-        return max(1, int(n))
-
-    for name, fn in loops.items():  # warm-up: caches, specialisation, lazily built state
-        await fn(max(1, n_of(name) // 5))
-    out: dict[str, list[float]] = {name: [] for name in loops}
-    for _ in range(repeats):
-        for name, fn in loops.items():
-            out[name].append(await time_loop(fn, n_of(name)))
-    return out
-
-
-def _median(xs: Sequence[float]) -> float:
-    return float(statistics.median(xs))
-
-
-def _figure(
-    name: str,
-    label: str,
-    samples: list[float],
-    floor_label: str,
-    floor_samples: list[float],
-    limit: float | None = None,
-) -> Figure:
-    return Figure(name, label, _median(samples), floor_label, _median(floor_samples), limit,
-                  list(samples), list(floor_samples))
-
-
-def _sync(body: Callable[[int], None]) -> LoopFn:
-    """Wrap a synchronous loop body as a :data:`LoopFn`."""
-
-    async def run(n: int) -> None:
-        body(n)
-
-    return run
 
 
 # --------------------------------------------------------------------------- subjects
@@ -394,8 +138,8 @@ async def bench_send(iterations: int, repeats: int) -> Section:
     assert r.error is None, r
     res = await compare({"floor": _await_loop(ok_handler, msg),
                          "send": _await_loop(m.send, msg)}, iterations, repeats)
-    fig = _figure("send", "send, no behaviours (QoS 0, timing=False)", res["send"],
-                  FLOOR_SEND, res["floor"], LIMIT_SEND)
+    fig = make_figure("send", "send, no behaviours (QoS 0, timing=False)", res["send"],
+                       FLOOR_SEND, res["floor"], LIMIT_SEND)
     return Section("send", "send, no behaviours", [fig])
 
 
@@ -411,15 +155,15 @@ async def bench_send_full(iterations: int, repeats: int, scrapes: int = 200) -> 
     assert r.error is None, r
     res = await compare({"floor": _await_loop(ok_handler, msg),
                          "send_full": _await_loop(m.send, msg)}, iterations, repeats)
-    fig = _figure("send_full", "send + limiter + breaker + timing (QoS 0)", res["send_full"],
-                  FLOOR_SEND, res["floor"], LIMIT_SEND_FULL)
+    fig = make_figure("send_full", "send + limiter + breaker + timing (QoS 0)", res["send_full"],
+                       FLOOR_SEND, res["floor"], LIMIT_SEND_FULL)
 
     def scrape(n: int) -> None:
         for _ in range(n):
             generate_latest(registry)
 
-    scrape_res = await compare({"scrape": _sync(scrape)}, max(1, scrapes), repeats)
-    scrape_us = _median(scrape_res["scrape"]) / 1000.0
+    scrape_res = await compare({"scrape": sync_loop(scrape)}, max(1, scrapes), repeats)
+    scrape_us = median(scrape_res["scrape"]) / 1000.0
     text = generate_latest(registry).decode()
     return Section(
         "send_full", "send with limiter + breaker + metrics", [fig],
@@ -455,10 +199,10 @@ async def bench_publish(iterations: int, repeats: int, fanout: int = 100) -> Sec
                              "qos1": _await_loop(m.publish, evt1)}, n, repeats)
         floor_label = f"for h in handlers: await h(evt)  ({count} handler{'s' * (count > 1)})"
         limit = LIMIT_PUBLISH_100 if count == fanout else None
-        figures.append(_figure(f"publish_{count}", f"publish to {count} (QoS 0)", res["qos0"],
-                               floor_label, res["floor"], limit))
-        figures.append(_figure(f"publish_{count}_qos1", f"publish to {count} (QoS 1, wait)",
-                               res["qos1"], floor_label, res["floor"]))
+        figures.append(make_figure(f"publish_{count}", f"publish to {count} (QoS 0)", res["qos0"],
+                                    floor_label, res["floor"], limit))
+        figures.append(make_figure(f"publish_{count}_qos1", f"publish to {count} (QoS 1, wait)",
+                                    res["qos1"], floor_label, res["floor"]))
     return Section("publish", "publish (fan-out)", figures,
                    info={"fanout": fanout, "limit_applies_to": f"publish_{fanout}"})
 
@@ -498,26 +242,28 @@ async def bench_metrics(iterations: int, repeats: int) -> Section:
         "floor": _await_loop(ok_handler, msg),
         "timing_false": _await_loop(mediators["timing_false"].send, msg),
         "timing_true": _await_loop(mediators["timing_true"].send, msg),
-        "counter_inc": _sync(inc),
-        "histogram_observe": _sync(observe),
-        "bucket_observe": _sync(bucket),
+        "counter_inc": sync_loop(inc),
+        "histogram_observe": sync_loop(observe),
+        "bucket_observe": sync_loop(bucket),
     }, iterations, repeats)
     floor = res["floor"]
     diff = [t - f for t, f in zip(res["timing_true"], res["timing_false"], strict=True)]
     prom = [c + h for c, h in zip(res["counter_inc"], res["histogram_observe"], strict=True)]
     figures = [
-        _figure("send_timing_false", "send, timing=False", res["timing_false"], FLOOR_SEND, floor),
-        _figure("send_timing_true", "send, timing=True", res["timing_true"], FLOOR_SEND, floor),
-        _figure("timing_cost", "metrics cost per message (timing=True - timing=False)", diff,
-                FLOOR_SEND, floor),
-        _figure("prom_counter_inc", "prometheus_client Counter.inc()", res["counter_inc"],
-                FLOOR_SEND, floor),
-        _figure("prom_histogram_observe", "prometheus_client Histogram.observe()",
-                res["histogram_observe"], FLOOR_SEND, floor),
-        _figure("prom_per_message", "prometheus_client per message (1 inc + 1 observe)", prom,
-                FLOOR_SEND, floor),
-        _figure("bucket_observe", "core BucketHistogram.observe() (what timing uses)",
-                res["bucket_observe"], FLOOR_SEND, floor),
+        make_figure("send_timing_false", "send, timing=False", res["timing_false"],
+                    FLOOR_SEND, floor),
+        make_figure("send_timing_true", "send, timing=True", res["timing_true"],
+                    FLOOR_SEND, floor),
+        make_figure("timing_cost", "metrics cost per message (timing=True - timing=False)", diff,
+                    FLOOR_SEND, floor),
+        make_figure("prom_counter_inc", "prometheus_client Counter.inc()", res["counter_inc"],
+                    FLOOR_SEND, floor),
+        make_figure("prom_histogram_observe", "prometheus_client Histogram.observe()",
+                    res["histogram_observe"], FLOOR_SEND, floor),
+        make_figure("prom_per_message", "prometheus_client per message (1 inc + 1 observe)", prom,
+                    FLOOR_SEND, floor),
+        make_figure("bucket_observe", "core BucketHistogram.observe() (what timing uses)",
+                    res["bucket_observe"], FLOOR_SEND, floor),
     ]
     return Section(
         "metrics", "metrics cost per message", figures,
@@ -539,7 +285,7 @@ async def bench_breaker(iterations: int, repeats: int) -> Section:
             if allow():
                 ok()
 
-    loops: dict[str, LoopFn] = {"floor": _await_loop(ok_handler, msg), "catga": _sync(ours)}
+    loops: dict[str, LoopFn] = {"floor": _await_loop(ok_handler, msg), "catga": sync_loop(ours)}
     counts: dict[str, int] = {"floor": iterations, "catga": iterations}
     try:
         from purgatory import AsyncCircuitBreakerFactory
@@ -570,92 +316,24 @@ async def bench_breaker(iterations: int, repeats: int) -> Section:
         counts["purgatory_get"] = max(1, iterations // 20)
     res = await compare(loops, counts, repeats)
     floor = res["floor"]
-    figures = [_figure("catga", "catga CircuitBreaker allow()+record_success()", res["catga"],
-                       FLOOR_SEND, floor)]
+    figures = [make_figure("catga", "catga CircuitBreaker allow()+record_success()", res["catga"],
+                            FLOOR_SEND, floor)]
     section = Section("breaker", "circuit breaker per call", figures)
     if purgatory_version is None:
         section.skipped = "skipped (purgatory not installed)"
         return section
-    figures.append(_figure("purgatory", "purgatory `async with breaker:` (breaker reused)",
-                           res["purgatory"], FLOOR_SEND, floor))
-    figures.append(_figure("purgatory_get",
-                           'purgatory `async with await factory.get_breaker("x"):`',
-                           res["purgatory_get"], FLOOR_SEND, floor))
+    figures.append(make_figure("purgatory", "purgatory `async with breaker:` (breaker reused)",
+                                res["purgatory"], FLOOR_SEND, floor))
+    figures.append(make_figure("purgatory_get",
+                                'purgatory `async with await factory.get_breaker("x"):`',
+                                res["purgatory_get"], FLOOR_SEND, floor))
     section.info = {
         "purgatory_version": purgatory_version,
-        "purgatory_reused_over_catga": round(_median(res["purgatory"]) / _median(res["catga"]),
+        "purgatory_reused_over_catga": round(median(res["purgatory"]) / median(res["catga"]),
                                              2),
     }
     section.notes.append("breaker-only loops (no handler inside); ratio = breaker cost / floor")
     return section
-
-
-def embedded_scenario() -> Scenario:
-    """Like ``scenarios/high_throughput.py``: one stream, one ``Fast`` handler, QoS 0."""
-    return Scenario(
-        name="bench_embedded",
-        rate=EMBEDDED_RATES[0],
-        qos=0,
-        streams=[Stream("PriceTick", handlers=[HandlerSpec("apply", Fast())])],
-        slo=SLOTargets(p99_ms=EMBEDDED_P99_MS),
-    )
-
-
-async def embedded_step(rate: float, duration_s: float) -> EmbeddedStep:
-    """Offer ``rate`` msg/s for ``duration_s`` from a fresh :class:`Generator` to the embedded
-    core on the running loop; return the achieved rate and the latency percentiles of that
-    step."""
-    driver = Generator(RunPlan.of(embedded_scenario()), EmbeddedTarget())
-    t0 = time.perf_counter()
-    await driver.start()
-    driver.set_producer_rate(1, rate)
-    await asyncio.sleep(duration_s)
-    elapsed = time.perf_counter() - t0
-    st = driver.streams[0]
-    completed = st.completed
-    driver.set_producer_rate(1, 0)
-    payload = await driver.finish()
-    stream = payload.streams[st.spec.name]
-    h = st.latency
-
-    cpu = payload.cpu_s.get("loop_thread")
-    loop_cpu = round(cpu / elapsed, 3) if cpu is not None and elapsed > 0 else None
-
-    def pct(p: float) -> float | None:
-        if h.get_total_count() == 0:
-            return None
-        return round(h.get_value_at_percentile(p) / 1000.0, 3)
-
-    return EmbeddedStep(
-        offered=float(rate),
-        duration_s=elapsed,
-        sent=stream.sent,
-        completed=completed,
-        failed=stream.failed,
-        achieved=completed / elapsed if elapsed > 0 else 0.0,
-        p50_ms=pct(50),
-        p99_ms=pct(99),
-        max_ms=round(h.get_max_value() / 1000.0, 3) if h.get_total_count() else None,
-        loop_cpu=loop_cpu,
-    )
-
-
-async def bench_embedded(
-    rates: Sequence[float] = EMBEDDED_RATES,
-    step_s: float = 5.0,
-    on_step: Callable[[EmbeddedStep], None] | None = None,
-) -> EmbeddedResult:
-    """Step the offered rate up until the first unsustained step."""
-    steps: list[EmbeddedStep] = []
-    for rate in rates:
-        step = await embedded_step(rate, step_s)
-        steps.append(step)
-        if on_step is not None:
-            on_step(step)
-        gc.collect()
-        if not step.sustained:
-            break
-    return EmbeddedResult(steps, step_s)
 
 
 # --------------------------------------------------------------------------- the suite
@@ -701,107 +379,6 @@ class SuiteResult:
         return all(f.passed for f in self.limits())
 
 
-def _us(ns: float) -> str:
-    return f"{ns / 1000.0:.3f}"
-
-
-def _ns(ns: float) -> str:
-    return f"{ns:,.0f}"
-
-
-def _verdict(f: Figure) -> str:
-    if f.passed is None:
-        return "[dim]info[/dim]"
-    return "[green]PASS[/green]" if f.passed else "[bold red]FAIL[/bold red]"
-
-
-def _print_section(console: Console, section: Section) -> None:
-    table = Table(title=section.title, title_justify="left", show_lines=False)
-    table.add_column("figure")
-    table.add_column("ns/op", justify="right")
-    table.add_column("floor")
-    table.add_column("floor ns/op", justify="right")
-    table.add_column("ratio", justify="right")
-    table.add_column("limit", justify="right")
-    table.add_column("", justify="center")
-    for f in section.figures:
-        table.add_row(f.label, _ns(f.ns), f.floor_label, _ns(f.floor_ns), f"{f.ratio:.2f}x",
-                      "-" if f.limit is None else f"<= {f.limit:g}x", _verdict(f))
-    console.print(table)
-    if section.skipped:
-        console.print(f"  {section.skipped}")
-    for k, v in section.info.items():
-        if k.endswith("_samples_us"):
-            continue
-        console.print(f"  {k}: {v}")
-    for note in section.notes:
-        console.print(f"  [dim]note: {note}[/dim]")
-
-
-def _print_breaker(console: Console, section: Section) -> None:
-    table = Table(title=section.title, title_justify="left")
-    table.add_column("breaker")
-    table.add_column("µs/call", justify="right")
-    table.add_column("floor")
-    table.add_column("floor µs", justify="right")
-    table.add_column("ratio", justify="right")
-    for f in section.figures:
-        table.add_row(f.label, _us(f.ns), f.floor_label, _us(f.floor_ns), f"{f.ratio:.2f}x")
-    console.print(table)
-    if section.skipped:
-        console.print(f"  purgatory: {section.skipped}")
-    for k, v in section.info.items():
-        console.print(f"  {k}: {v}")
-    for note in section.notes:
-        console.print(f"  [dim]note: {note}[/dim]")
-
-
-def _print_metrics(console: Console, section: Section) -> None:
-    table = Table(title=section.title, title_justify="left")
-    table.add_column("figure")
-    table.add_column("ns/op", justify="right")
-    table.add_column("floor")
-    table.add_column("floor ns/op", justify="right")
-    table.add_column("ratio", justify="right")
-    for f in section.figures:
-        table.add_row(f.label, _ns(f.ns), f.floor_label, _ns(f.floor_ns), f"{f.ratio:.2f}x")
-    console.print(table)
-    for note in section.notes:
-        console.print(f"  [dim]note: {note}[/dim]")
-
-
-def _print_embedded(console: Console, result: EmbeddedResult) -> None:
-    table = Table(title=f"embedded core: maximum sustainable rate ({result.step_s:g} s/step)",
-                  title_justify="left")
-    for col in ("offered msg/s", "achieved msg/s", "achieved %", "p50 ms", "p99 ms", "max ms",
-                "loop CPU %", "sustained"):
-        table.add_column(col, justify="right")
-    for s in result.steps:
-        table.add_row(
-            f"{s.offered:,.0f}", f"{s.achieved:,.0f}", f"{100 * s.achieved / s.offered:.1f}",
-            "-" if s.p50_ms is None else f"{s.p50_ms:.3f}",
-            "-" if s.p99_ms is None else f"{s.p99_ms:.3f}",
-            "-" if s.max_ms is None else f"{s.max_ms:.1f}",
-            "-" if s.loop_cpu is None else f"{100 * s.loop_cpu:.0f}",
-            "[green]yes[/green]" if s.sustained else "[red]no[/red]",
-        )
-    console.print(table)
-    best = result.max_sustainable
-    if best is None:
-        console.print("  maximum sustainable rate: [red]none[/red] (the first step failed)")
-    elif result.capped:
-        console.print(f"  maximum sustainable rate: >= {best:,.0f} msg/s "
-                      "(every step sustained; the ceiling is higher)")
-    else:
-        console.print(f"  maximum sustainable rate: [bold]{best:,.0f} msg/s[/bold]")
-    console.print(
-        f"  [dim]note: sustained = achieved >= {EMBEDDED_MIN_ACHIEVED:.0%} of offered and "
-        f"P99 < {EMBEDDED_P99_MS:g} ms (latency from the intended send time). The generator "
-        "runs on the same loop as the core (no Locust, no bridge): this is the core's own "
-        "ceiling, informational.[/dim]"
-    )
-
-
 async def run_suite(
     names: Sequence[str],
     budget: Budget,
@@ -831,16 +408,11 @@ async def run_suite(
                               "until the first unsustained step...[/dim]")
             out.embedded = await bench_embedded(b.rates, b.step_s)
             if console is not None:
-                _print_embedded(console, out.embedded)
+                print_embedded(console, out.embedded)
             continue
         out.sections[name] = section
         if console is not None:
-            if name == "breaker":
-                _print_breaker(console, section)
-            elif name == "metrics":
-                _print_metrics(console, section)
-            else:
-                _print_section(console, section)
+            print_section(console, section)
     out.elapsed_s = time.perf_counter() - t0
     return out
 
@@ -908,13 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_on_loop(run_suite(names, budget, console))
 
     console.print(f"[bold]comparison context[/bold] (not measured here): {COMPARISON_NOTE}")
-    limits = result.limits()
-    if limits:
-        console.print()
-        for f in limits:
-            verdict = "[green]PASS[/green]" if f.passed else "[bold red]FAIL[/bold red]"
-            console.print(f"{verdict}  {f.name}: {f.ratio:.2f}x <= {f.limit:g}x "
-                          f"({_ns(f.ns)} ns vs floor {_ns(f.floor_ns)} ns)")
+    print_limits(console, result.limits())
     console.print(f"[dim]finished in {result.elapsed_s:.1f} s[/dim]")
     if args.json is not None:
         doc = to_json(result, quick=args.quick, budget=budget, loop=loop)

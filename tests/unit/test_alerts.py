@@ -12,7 +12,7 @@ import pytest
 import yaml
 from _support import require_tool
 
-from catga_bench.observability import alerts
+from catga_bench.observability import alert_rules, alerts
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS_DIR = ROOT / "alerts"
@@ -280,7 +280,7 @@ def test_label_keys_in_the_rules_exist_on_their_metrics() -> None:
 
 @pytest.mark.parametrize("n", [1, 5, 9, 10, 99, 100, 101, 256, 1000, 1999])
 def test_at_least_regex(n: int) -> None:
-    pattern = re.compile(alerts._at_least_regex(n))
+    pattern = re.compile(alert_rules._at_least_regex(n))
     for x in range(0, 3000):
         assert bool(pattern.fullmatch(str(x))) == (x >= n), (n, x)
     assert not pattern.fullmatch("0" + str(n))  # no leading zeros in handler_count

@@ -8,28 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from catga_bench.bench.embedded import EmbeddedResult, EmbeddedStep, embedded_step
 from catga_bench.bench.micro import (
     BENCH_NAMES,
     LIMIT_PUBLISH_100,
     LIMIT_SEND,
     LIMIT_SEND_FULL,
     Budget,
-    EmbeddedResult,
-    EmbeddedStep,
-    Figure,
-    LoopFn,
-    Section,
     bench_breaker,
     bench_metrics,
     bench_publish,
     bench_send,
     bench_send_full,
-    compare,
-    embedded_step,
-    loop_kind,
     main,
-    run_on_loop,
 )
+from catga_bench.bench.timing import Figure, LoopFn, Section, compare, loop_kind, run_on_loop
 
 REPEATS = 2
 
