@@ -32,6 +32,7 @@ from typing import Any
 
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, ConfigError
 from catga_bench.processes.coreproc import CoreProcess, CoreStartError
+from catga_bench.processes.locust import locust_command, transport_options
 from catga_bench.targets.defects import ENV_VAR, defects_from_env, describe
 
 PROFILES = ("ci", "release")
@@ -300,16 +301,26 @@ def _figures(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def case_command(case: Case, transport: str, seconds: int, scenarios: Path, report_dir: Path,
+                 broker_url: str | None = None) -> list[str]:
+    """The Locust run of one case: the case's own options, then, over a broker, the
+    generator's transport options."""
+    users = case.users if transport == "embedded" else case.remote_users
+    remote: list[str] = []
+    if transport != "embedded":
+        assert broker_url is not None
+        remote = transport_options(transport, broker_url)
+    return locust_command(scenarios / f"{case.scenario}.py", users=users, run_time_s=seconds,
+                          report_dir=report_dir, extra=[*case.args, *remote])
+
+
 def run_case(case: Case, transport: str, profile: str, scenarios: Path, out_dir: Path,
              broker_url: str | None = None) -> CaseResult:
     """Run one case (a Locust subprocess; over a broker with its own serve process)."""
     seconds = case.seconds[profile]
     report_dir = out_dir / f"{case.name}-{transport}"
     report_dir.mkdir(parents=True, exist_ok=True)
-    users = case.users if transport == "embedded" else case.remote_users
-    cmd = [sys.executable, "-m", "locust", "-f", str(scenarios / f"{case.scenario}.py"),
-           "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
-           "--only-summary", "--report-dir", str(report_dir), *case.args]
+    cmd = case_command(case, transport, seconds, scenarios, report_dir, broker_url)
     serve: CoreProcess | None = None
     chaos: threading.Thread | None = None
     chaos_errors: list[str] = []
@@ -325,7 +336,6 @@ def run_case(case: Case, transport: str, profile: str, scenarios: Path, out_dir:
 
     if transport != "embedded":
         assert broker_url is not None
-        cmd += ["--transport", transport, f"--{transport}-url", broker_url]
         extra = ("--ack-wait-s", "2") if case.kill_at else ()
         serve = CoreProcess(transport, broker_url, report_dir / "serve.log",
                             ["--scenarios", str(scenarios), *extra])
