@@ -9,13 +9,14 @@ from pathlib import Path
 from catga_bench.chaos.env import LoadRun
 from catga_bench.chaos.model import LoadEnv
 from catga_bench.processes.locust import locust_command, transport_options
-from catga_bench.suite import run as gs
+from catga_bench.suite.cases import CASES, Case
+from catga_bench.suite.run import case_command
 
 PY = sys.executable
 
 
-def _case(name: str) -> gs.Case:
-    return next(c for c in gs.CASES if c.name == name)
+def _case(name: str) -> Case:
+    return next(c for c in CASES if c.name == name)
 
 
 def test_locust_command_fixed_options_then_extra() -> None:
@@ -30,24 +31,24 @@ def test_locust_command_fixed_options_then_extra() -> None:
 
 
 def test_suite_case_on_the_embedded_core(tmp_path: Path) -> None:
-    cmd = gs.case_command(_case("high_throughput"), "embedded", 12, tmp_path / "sc",
-                          tmp_path / "rep")
+    cmd = case_command(_case("high_throughput"), "embedded", 12, tmp_path / "sc",
+                       tmp_path / "rep")
     assert cmd == [PY, "-m", "locust", "-f", str(tmp_path / "sc" / "high_throughput.py"),
                    "--headless", "-u", "20", "-r", "20", "-t", "12s", "--only-summary",
                    "--report-dir", str(tmp_path / "rep")]
 
 
 def test_suite_case_over_a_broker_puts_the_transport_after_the_case_args(tmp_path: Path) -> None:
-    cmd = gs.case_command(_case("core_killed"), "nats", 12, tmp_path, tmp_path / "rep",
-                          "nats://127.0.0.1:4999")
+    cmd = case_command(_case("core_killed"), "nats", 12, tmp_path, tmp_path / "rep",
+                       "nats://127.0.0.1:4999")
     assert cmd == [PY, "-m", "locust", "-f", str(tmp_path / "high_fanout.py"), "--headless",
                    "-u", "5", "-r", "5", "-t", "12s", "--only-summary",
                    "--report-dir", str(tmp_path / "rep"),
                    "--qos", "1", "--handlers", "20", "--slo-p99-ms", "off", "--slo-p999-ms",
                    "off", "--slo-min-throughput", "off", "--slo-max-error-ratio", "off",
                    "--transport", "nats", "--nats-url", "nats://127.0.0.1:4999"]
-    remote = gs.case_command(_case("high_fanout"), "redis", 60, tmp_path, tmp_path,
-                             "redis://127.0.0.1:6999")
+    remote = case_command(_case("high_fanout"), "redis", 60, tmp_path, tmp_path,
+                          "redis://127.0.0.1:6999")
     assert remote[6:12] == ["-u", "10", "-r", "10", "-t", "60s"]
     assert remote[-4:] == ["--transport", "redis", "--redis-url", "redis://127.0.0.1:6999"]
 
