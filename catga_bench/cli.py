@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return proxy_main(rest)
     if args.command == "gate":
-        from catga_bench.suite.run import main as gate_main
+        from catga_bench.suite.cli import main as gate_main
 
         return gate_main(rest)
     if args.command == "chaos":

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from catga_bench.processes.coreproc import CoreProcess as _CoreProcess
 from catga_bench.processes.coreproc import CoreStartError
+from catga_bench.processes.locust import locust_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -69,11 +69,8 @@ def run_locust(scenario: str, tmp_path: Path, *args: str, seconds: int = 10, use
                env: dict[str, str] | None = None, timeout_s: int = 180) -> LocustRun:
     """Run ``locust -f scenarios/<scenario>.py --headless`` and return what happened."""
     report_dir = tmp_path / f"report-{scenario}"
-    cmd = [
-        sys.executable, "-m", "locust", "-f", str(SCENARIOS / f"{scenario}.py"), "--headless",
-        "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary",
-        "--report-dir", str(report_dir), *args,
-    ]
+    cmd = locust_command(SCENARIOS / f"{scenario}.py", users=users, run_time_s=seconds,
+                         report_dir=report_dir, extra=args)
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout_s, cwd=tmp_path,
         env={**os.environ, **(env or {})},

@@ -26,6 +26,7 @@ from catga_bench.chaos.model import Environment, LoadEnv
 from catga_bench.processes.brokers import BrokerProcess
 from catga_bench.processes.coreproc import CoreProcess as _CoreProcess
 from catga_bench.processes.coreproc import CoreStartError
+from catga_bench.processes.locust import locust_command, transport_options
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -146,10 +147,9 @@ class LoadRun:
         self.report_dir = workdir / "load-report"
         self.log = workdir / "load.log"
         secs = max(1, round(spec.duration_s))
-        self.argv = [sys.executable, "-m", "locust", "-f", str(scenario), "--headless",
-                     "-u", str(spec.users), "-r", str(spec.users), "-t", f"{secs}s",
-                     "--only-summary", "--report-dir", str(self.report_dir),
-                     "--transport", transport, f"--{transport}-url", url, *spec.args]
+        self.argv = locust_command(scenario, users=spec.users, run_time_s=secs,
+                                   report_dir=self.report_dir,
+                                   extra=[*transport_options(transport, url), *spec.args])
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.code: int | None = None

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from _support import require_tool
 
-from catga_bench.suite import run as gate_suite
+from catga_bench.suite.cases import FAULT_NAMES
+from catga_bench.suite.cli import main as gate_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module fixture: ~6 min
 
@@ -40,9 +41,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any
         require_tool(f"{b}-server", f"apt-get install -y {b}-server")
     tmp = tmp_path_factory.mktemp("matrix")
     out = tmp / "gate.json"
-    code = gate_suite.main(["--faults", "all", "--transports", ",".join(BROKERS),
-                            "--profile", "ci", "--jobs", "2", "--json", str(out),
-                            "--report-dir", str(tmp / "reports")])
+    code = gate_main(["--faults", "all", "--transports", ",".join(BROKERS),
+                      "--profile", "ci", "--jobs", "2", "--json", str(out),
+                      "--report-dir", str(tmp / "reports")])
     assert out.exists(), f"gate exited {code} without writing {out}"
     return code, json.loads(out.read_text())
 
@@ -65,14 +66,14 @@ def _load_report(journal: dict[str, Any]) -> dict[str, Any]:
 def test_every_cell_of_the_matrix_ran(matrix: tuple[int, dict[str, Any]]) -> None:
     code, doc = matrix
     cells = {(c["case"], c["transport"]) for c in doc["cases"]}
-    assert cells == {(f"fault:{f}", t) for f in gate_suite.FAULT_NAMES for t in BROKERS}
+    assert cells == {(f"fault:{f}", t) for f in FAULT_NAMES for t in BROKERS}
     assert code == 0, json.dumps([(c["case"], c["transport"], c["verdict"])
                                   for c in doc["cases"] if c["status"] != "PASS"], indent=1)
     assert doc["passed"] is True
 
 
 @pytest.mark.parametrize("transport", BROKERS)
-@pytest.mark.parametrize("fault", gate_suite.FAULT_NAMES)
+@pytest.mark.parametrize("fault", FAULT_NAMES)
 def test_cell(matrix: tuple[int, dict[str, Any]], fault: str, transport: str) -> None:
     cell = _cell(matrix[1], fault, transport)
     assert cell["status"] == "PASS", (cell["verdict"], cell["failed_targets"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from catga_bench.suite import run as gate_suite
+from catga_bench.suite.cli import main as gate_main
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +23,8 @@ CASES = ("high_fanout", "failing_handlers", "overload", "exactly_once")
 
 def _gate(tmp_path: Path, only: str) -> tuple[int, dict[str, Any]]:
     out = tmp_path / "gate.json"
-    code = gate_suite.main(["--profile", "ci", "--only", only, "--json", str(out),
-                            "--report-dir", str(tmp_path / "reports")])
+    code = gate_main(["--profile", "ci", "--only", only, "--json", str(out),
+                      "--report-dir", str(tmp_path / "reports")])
     assert out.exists(), f"gate exited {code} without writing {out}"
     return code, json.loads(out.read_text())
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from _support import require_tool
 
-from catga_bench.suite import run as gate_suite
+from catga_bench.suite.cli import main as gate_main
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +36,8 @@ def test_seeded_defect_fails_its_cell(defect: str, fault: str, transport: str, t
     require_tool(f"{transport}-server", f"apt-get install -y {transport}-server")
     monkeypatch.setenv("CATGA_BENCH_DEFECTS", defect)
     out = tmp_path / "gate.json"
-    code = gate_suite.main(["--faults", fault, "--transports", transport, "--profile", "ci",
-                            "--json", str(out), "--report-dir", str(tmp_path / "reports")])
+    code = gate_main(["--faults", fault, "--transports", transport, "--profile", "ci",
+                      "--json", str(out), "--report-dir", str(tmp_path / "reports")])
     doc = json.loads(out.read_text())
     assert doc["defects"] == [defect]
     [cell] = doc["cases"]

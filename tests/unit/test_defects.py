@@ -247,10 +247,11 @@ def test_clean_objects_have_no_defect_hooks() -> None:
 
 # ----------------------------------------------------------------------------- gate usage
 def test_gate_help_lists_cases_profiles_and_defects(capsys: pytest.CaptureFixture[str]) -> None:
-    from catga_bench.suite import run as gate_suite
-    assert gate_suite.main(["--help"]) == 0
+    from catga_bench.suite.cases import CASE_NAMES
+    from catga_bench.suite.cli import main as gate_main
+    assert gate_main(["--help"]) == 0
     out = capsys.readouterr().out
-    for word in (*gate_suite.CASE_NAMES, *DEFECTS, "--profile", "--transports", "--only",
+    for word in (*CASE_NAMES, *DEFECTS, "--profile", "--transports", "--only",
                  "--json", "--report-dir", "exit codes"):
         assert word in out
 
@@ -265,17 +266,18 @@ def test_gate_help_lists_cases_profiles_and_defects(capsys: pytest.CaptureFixtur
 def test_gate_usage_errors_exit_2(argv: list[str], env: str, needle: str,
                                   monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from catga_bench.suite import run as gate_suite
+    from catga_bench.suite.cli import main as gate_main
     monkeypatch.setenv("CATGA_BENCH_DEFECTS", env)
-    assert gate_suite.main(argv) == 2
+    assert gate_main(argv) == 2
     assert needle in capsys.readouterr().err
 
 
 def test_gate_plan_runs_remote_cases_only_over_brokers() -> None:
-    from catga_bench.suite import run as gate_suite
-    runs = gate_suite.plan(None, ["embedded"])
-    assert [c.name for c, _ in runs] == [n for n in gate_suite.CASE_NAMES if n != "core_killed"]
-    remote = gate_suite.plan(None, ["embedded", "nats"])
+    from catga_bench.suite.cases import CASE_NAMES, CASES
+    from catga_bench.suite.plan import plan
+    runs = plan(None, ["embedded"])
+    assert [c.name for c, _ in runs] == [n for n in CASE_NAMES if n != "core_killed"]
+    remote = plan(None, ["embedded", "nats"])
     assert ("core_killed", "nats") in [(c.name, t) for c, t in remote]
-    assert all(c.seconds["ci"] <= 16 for c in gate_suite.CASES)
-    assert next(c for c in gate_suite.CASES if c.name == "failing_handlers").seconds["ci"] >= 15
+    assert all(c.seconds["ci"] <= 16 for c in CASES)
+    assert next(c for c in CASES if c.name == "failing_handlers").seconds["ci"] >= 15

@@ -13,34 +13,40 @@ from typing import Any
 import pytest
 
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, ConfigError
-from catga_bench.suite import run as gs
+from catga_bench.suite import run as suite_run
+from catga_bench.suite.cases import FAULT_NAMES, FAULTS, Case, Fault
+from catga_bench.suite.cli import _experiments_dir, _overall, main, parse_faults
+from catga_bench.suite.judging import CaseResult, judge_fault_cell
+from catga_bench.suite.plan import plan_faults, schedule_faults
+from catga_bench.suite.printing import _key_figures, fault_key_figures, print_table
+from catga_bench.suite.run import fault_command, fault_seconds, run_fault_cell
 
 REPO = Path(__file__).resolve().parents[2]
 ORDER = ("link_latency", "link_partition", "bandwidth_squeeze", "reset_peer_storm",
          "broker_kill_restart", "broker_pause", "handler_outage", "overload_10x")
 
 
-def _fault(name: str) -> gs.Fault:
-    return next(f for f in gs.FAULTS if f.name == name)
+def _fault(name: str) -> Fault:
+    return next(f for f in FAULTS if f.name == name)
 
 
 # ----------------------------------------------------------------------------- the table
 def test_faults_are_the_shipped_experiments_in_order() -> None:
-    assert gs.FAULT_NAMES == ORDER
-    for f in gs.FAULTS:
+    assert FAULT_NAMES == ORDER
+    for f in FAULTS:
         assert (REPO / "experiments" / f"{f.name}.yaml").is_file(), f.name
         assert f.what and "\n" not in f.what
         assert set(f.vars) == {"ci", "release"}
         assert f.vars["release"] == {}  # release = the file's defaults
         assert all(isinstance(v, str) for v in f.vars["ci"].values())
     with pytest.raises(dataclasses.FrozenInstanceError):
-        gs.FAULTS[0].name = "x"  # type: ignore[misc]
+        FAULTS[0].name = "x"  # type: ignore[misc]
 
 
 def test_ci_vars_name_real_variables_and_keep_the_targets() -> None:
     import yaml
 
-    for f in gs.FAULTS:
+    for f in FAULTS:
         config = yaml.safe_load((REPO / "experiments" / f"{f.name}.yaml").read_text())[
             "configuration"]
         assert set(f.vars["ci"]) <= set(config), (f.name, f.vars["ci"])  # no typo'd variable
@@ -50,48 +56,48 @@ def test_ci_vars_name_real_variables_and_keep_the_targets() -> None:
     assert "down_s" not in part and "recover_within_s" not in part
     assert int(part["duration"]) >= int(part["warmup_s"]) + 10 + 5
     # latency targets never share the machine with another cell
-    assert {f.name for f in gs.FAULTS if f.exclusive} == {"link_latency", "overload_10x"}
+    assert {f.name for f in FAULTS if f.exclusive} == {"link_latency", "overload_10x"}
 
 
 def test_schedule_faults_runs_exclusive_cells_alone() -> None:
-    runs = gs.plan_faults(list(ORDER), ["nats", "redis"])
-    waves = gs.schedule_faults(runs, 2)
+    runs = plan_faults(list(ORDER), ["nats", "redis"])
+    waves = schedule_faults(runs, 2)
     assert sorted(i for w in waves for i, _, _ in w) == list(range(len(runs)))  # each once
     for w in waves:
         assert 1 <= len(w) <= 2
         if any(f.exclusive for _, f, _ in w):
             assert len(w) == 1
     assert sum(len(w) == 2 for w in waves) == 6  # 12 shared cells, two at a time
-    assert [len(w) for w in gs.schedule_faults(runs, 1)] == [1] * len(runs)
-    with pytest.raises(gs.ConfigError, match="--jobs"):
-        gs.schedule_faults(runs, 0)
+    assert [len(w) for w in schedule_faults(runs, 1)] == [1] * len(runs)
+    with pytest.raises(ConfigError, match="--jobs"):
+        schedule_faults(runs, 0)
 
 
 # ----------------------------------------------------------------------------- planning
 def test_parse_faults_all_and_subsets_in_matrix_order() -> None:
-    assert gs.parse_faults("all") == list(ORDER)
-    assert gs.parse_faults("overload_10x, link_latency,overload_10x") == [
+    assert parse_faults("all") == list(ORDER)
+    assert parse_faults("overload_10x, link_latency,overload_10x") == [
         "link_latency", "overload_10x"]
-    assert gs.parse_faults("handler_outage,all") == list(ORDER)
+    assert parse_faults("handler_outage,all") == list(ORDER)
 
 
 @pytest.mark.parametrize("raw", ["nope", "link_latency,nope", ""])
 def test_parse_faults_rejects_unknown_and_empty(raw: str) -> None:
     with pytest.raises(ConfigError) as err:
-        gs.parse_faults(raw)
+        parse_faults(raw)
     assert "--faults" in str(err.value)
     for name in ORDER:
         assert name in str(err.value)  # the allowed values are named
 
 
 def test_plan_faults_every_fault_on_every_broker_embedded_skipped() -> None:
-    cells = gs.plan_faults(list(ORDER), ["embedded", "nats", "redis"])
+    cells = plan_faults(list(ORDER), ["embedded", "nats", "redis"])
     assert len(cells) == 16
     assert {t for _, t in cells} == {"nats", "redis"}
     assert [(f.name, t) for f, t in cells] == (
         [(n, "nats") for n in ORDER] + [(n, "redis") for n in ORDER])
     # transports in the order given, faults in the matrix's order
-    cells = gs.plan_faults(["overload_10x", "link_partition"], ["redis", "embedded", "nats"])
+    cells = plan_faults(["overload_10x", "link_partition"], ["redis", "embedded", "nats"])
     assert [(f.name, t) for f, t in cells] == [
         ("link_partition", "redis"), ("overload_10x", "redis"),
         ("link_partition", "nats"), ("overload_10x", "nats")]
@@ -99,7 +105,7 @@ def test_plan_faults_every_fault_on_every_broker_embedded_skipped() -> None:
 
 def test_plan_faults_needs_a_broker_transport() -> None:
     with pytest.raises(ConfigError, match=r"add --transports nats,redis"):
-        gs.plan_faults(["handler_outage"], ["embedded"])
+        plan_faults(["handler_outage"], ["embedded"])
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
@@ -113,44 +119,44 @@ def test_plan_faults_needs_a_broker_transport() -> None:
 ])
 def test_fault_usage_errors_exit_2(argv: list[str], needle: str,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert gs.main(argv) == EXIT_USAGE == 2
+    assert main(argv) == EXIT_USAGE == 2
     assert needle in capsys.readouterr().err
 
 
 def test_help_documents_the_matrix(capsys: pytest.CaptureFixture[str]) -> None:
-    assert gs.main(["--help"]) == 0
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for word in (*ORDER, "--faults", "--experiments", "LIST|all", "ONLY the fault matrix"):
         assert word in out
 
 
 def test_experiments_dir_default_and_explicit(tmp_path: Path) -> None:
-    assert (gs._experiments_dir(None) / "handler_outage.yaml").is_file()
-    assert gs._experiments_dir(str(tmp_path)) == tmp_path.resolve()
+    assert (_experiments_dir(None) / "handler_outage.yaml").is_file()
+    assert _experiments_dir(str(tmp_path)) == tmp_path.resolve()
 
 
 # ----------------------------------------------------------------------------- the command
 def test_fault_command(tmp_path: Path) -> None:
     cell = tmp_path / "fault-broker_pause-redis"
-    cmd = gs.fault_command(_fault("broker_pause"), "redis", "ci", tmp_path, cell)
+    cmd = fault_command(_fault("broker_pause"), "redis", "ci", tmp_path, cell)
     assert cmd == [sys.executable, "-m", "catga_bench.chaos", "run",
                    str(tmp_path / "broker_pause.yaml"), "--var", "broker=redis",
                    *(x for k, v in _fault("broker_pause").vars["ci"].items()
                      for x in ("--var", f"{k}={v}")),
                    "--journal", str(cell / "journal.json"), "--workdir", str(cell / "work")]
-    release = gs.fault_command(_fault("broker_pause"), "nats", "release", tmp_path, cell)
+    release = fault_command(_fault("broker_pause"), "nats", "release", tmp_path, cell)
     assert release[release.index("--var"):release.index("--journal")] == [
         "--var", "broker=nats"]
 
 
 def test_fault_seconds(tmp_path: Path) -> None:
     for name in ("link_partition", "overload_10x"):
-        assert gs.fault_seconds(_fault(name), "ci", tmp_path) == int(
+        assert fault_seconds(_fault(name), "ci", tmp_path) == int(
             _fault(name).vars["ci"]["duration"])
     (tmp_path / "broker_pause.yaml").write_text("configuration:\n  duration: 33\n")
-    assert gs.fault_seconds(_fault("broker_pause"), "release", tmp_path) == 33
-    assert gs.fault_seconds(_fault("handler_outage"), "release", tmp_path) == 0  # no file
-    assert gs.fault_seconds(_fault("handler_outage"), "release") == 0
+    assert fault_seconds(_fault("broker_pause"), "release", tmp_path) == 33
+    assert fault_seconds(_fault("handler_outage"), "release", tmp_path) == 0  # no file
+    assert fault_seconds(_fault("handler_outage"), "release") == 0
 
 
 # ----------------------------------------------------------------------------- judging
@@ -208,7 +214,7 @@ RECOVERED = {"baseline_per_s": 100.0, "threshold_per_s": 80.0, "min_during_fault
 def test_judge_pass() -> None:
     out = _load_report({"lost": (0, 0, True), "exit_code": ({"in": [0, 1]}, 0, True)},
                        RECOVERED, FIGS)
-    j = gs.judge_fault_cell(0, _journal("completed", load_output=out), "tail")
+    j = judge_fault_cell(0, _journal("completed", load_output=out), "tail")
     assert j.status == "PASS"
     assert j.failed_targets == []
     assert [r["name"] for r in j.slo] == ["lost", "exit_code", "recovery", "core answers",
@@ -226,7 +232,7 @@ def test_judge_fail_names_every_missed_target() -> None:
                        {**RECOVERED, "recovered_after_s": None, "passed": False}, FIGS)
     journal = _journal("failed", deviated=True, load_output=out, load_met=False,
                        before_met=False, after_clean=False, rollback_ok=False)
-    j = gs.judge_fault_cell(1, journal, "tail")
+    j = judge_fault_cell(1, journal, "tail")
     assert j.status == "FAIL"
     assert j.failed_targets == ["lost", "recovery", "core answers", "link is clean",
                                 "remove every toxic"]
@@ -238,7 +244,7 @@ def test_judge_fail_names_every_missed_target() -> None:
 def test_judge_fail_when_the_load_report_probe_raised() -> None:
     journal = _journal("failed", deviated=True, load_met=False,
                        load_exception=["RuntimeError: recovery: the report has no timeline\n"])
-    j = gs.judge_fault_cell(1, journal, "tail")
+    j = judge_fault_cell(1, journal, "tail")
     assert j.status == "FAIL"
     assert j.failed_targets == ["lost nothing"]
     assert j.figures == {}
@@ -246,65 +252,65 @@ def test_judge_fail_when_the_load_report_probe_raised() -> None:
 
 def test_judge_fail_on_a_method_probe() -> None:
     run = [_probe("still answering", "core_ping", False)]
-    j = gs.judge_fault_cell(1, _journal("failed", run=run,
-                                        load_output=_load_report({}, None, FIGS)), "tail")
+    j = judge_fault_cell(1, _journal("failed", run=run,
+                                     load_output=_load_report({}, None, FIGS)), "tail")
     assert j.status == "FAIL"
     assert j.failed_targets == ["still answering"]
 
 
 def test_judge_error_without_a_journal() -> None:
-    j = gs.judge_fault_cell(3, None, "Traceback | OSError: no nats-server")
+    j = judge_fault_cell(3, None, "Traceback | OSError: no nats-server")
     assert j.status == "ERROR"
     assert "no journal (exit 3)" in j.verdict and "OSError: no nats-server" in j.verdict
     assert j.figures == {} and j.failed_targets == []
-    assert "timed out" in gs.judge_fault_cell(None, None, "t").verdict
+    assert "timed out" in judge_fault_cell(None, None, "t").verdict
 
 
 def test_judge_error_when_aborted_or_inconsistent() -> None:
     aborted = _journal("aborted", environment={"error": "BrokerStartError: port in use\n"})
-    j = gs.judge_fault_cell(3, aborted, "log tail")
+    j = judge_fault_cell(3, aborted, "log tail")
     assert j.status == "ERROR"
     assert j.verdict == "aborted (exit 3): BrokerStartError: port in use"
     failed_action = {"activity": {"kind": "action", "type": "broker_kill", "name": "kill it"},
                      "status": "failed", "output": None,
                      "exception": ["RuntimeError: no broker\n"]}
-    j = gs.judge_fault_cell(3, _journal("aborted", run=[failed_action]), "log tail")
+    j = judge_fault_cell(3, _journal("aborted", run=[failed_action]), "log tail")
     assert j.verdict == "aborted (exit 3): kill it: RuntimeError: no broker"
     # exit 0 without "completed", exit 1 with "completed", interrupted: never PASS or FAIL
-    assert gs.judge_fault_cell(0, _journal("failed"), "t").status == "ERROR"
-    assert gs.judge_fault_cell(1, _journal("completed"), "t").status == "ERROR"
-    assert gs.judge_fault_cell(130, _journal("interrupted"), "t").status == "ERROR"
-    assert gs.judge_fault_cell(None, _journal("interrupted"), "t").verdict.startswith(
+    assert judge_fault_cell(0, _journal("failed"), "t").status == "ERROR"
+    assert judge_fault_cell(1, _journal("completed"), "t").status == "ERROR"
+    assert judge_fault_cell(130, _journal("interrupted"), "t").status == "ERROR"
+    assert judge_fault_cell(None, _journal("interrupted"), "t").verdict.startswith(
         "interrupted (timed out)")
 
 
 # ----------------------------------------------------------------------------- key figures
-def _row(name: str, figures: dict[str, Any], status: str = "PASS") -> gs.CaseResult:
-    return gs.CaseResult(f"fault:{name}", "nats", status, 0, "v", 14, 30.0, "/x", [], figures)
+def _row(name: str, figures: dict[str, Any], status: str = "PASS") -> CaseResult:
+    return CaseResult(f"fault:{name}", "nats", status, 0, "v", 14, 30.0, "/x", [], figures)
 
 
 def test_key_figures_fault_rows() -> None:
     out = _load_report({}, RECOVERED, FIGS)
-    figs = gs.judge_fault_cell(0, _journal("completed", load_output=out), "").figures
-    assert gs._key_figures(_row("link_partition", figs)) == (
+    figs = judge_fault_cell(0, _journal("completed", load_output=out), "").figures
+    assert _key_figures(_row("link_partition", figs)) == (
         "QoS0 lost 7 (reported), QoS1 lost 0, QoS2 lost 0 dup 0, back after 2.0 s")
-    assert gs._key_figures(_row("handler_outage", {**figs})) == (
+    assert _key_figures(_row("handler_outage", {**figs})) == (
         "QoS0 lost 7 (reported), QoS1 lost 0, QoS2 lost 0 dup 0, back after 2.0 s, "
         "breaker opened 2 closed 2")
     no_rec = {k: v for k, v in figs.items() if not k.startswith("recover")}
-    assert gs._key_figures(_row("overload_10x", {**no_rec, "rejected": 1234})) == (
+    assert _key_figures(_row("overload_10x", {**no_rec, "rejected": 1234})) == (
         "QoS0 lost 7 (reported), QoS1 lost 0, QoS2 lost 0 dup 0, rejected 1,234, p99 12.5 ms")
     not_back = {**figs, "recovered_after_s": None}
-    assert gs._key_figures(_row("broker_pause", not_back)).endswith("not back within 10 s")
-    assert gs._key_figures(_row("broker_pause", {})) == "-"
+    assert _key_figures(_row("broker_pause", not_back)).endswith("not back within 10 s")
+    assert _key_figures(_row("broker_pause", {})) == "-"
 
 
 def test_key_figures_tolerate_missing_per_qos_figures() -> None:
     figures = {k: v for k, v in FIGS.items() if "_by_qos" not in k}
     out = _load_report({}, None, figures)
-    figs = gs.judge_fault_cell(0, _journal("completed", load_output=out), "").figures
+    figs = judge_fault_cell(0, _journal("completed", load_output=out), "").figures
     assert figs["lost_qos1"] is None
-    assert gs.fault_key_figures(_row("link_latency", figs)) == (
+    assert fault_key_figures(_row("link_latency", figs)) == (
         "QoS0 lost - (reported), QoS1 lost -, QoS2 lost - dup -")
 
 
@@ -314,12 +320,12 @@ def test_table_and_overall_take_fault_rows(capsys: pytest.CaptureFixture[str],
     passed = _row("handler_outage", {"lost_qos1": 0})
     failed = dataclasses.replace(_row("link_partition", {}, "FAIL"),
                                  failed_targets=["recovery"])
-    gs.print_table([passed, failed])
+    print_table([passed, failed])
     out = capsys.readouterr().out
     assert "fault:handler_outage" in out and "missed: recovery" in out
-    assert gs._overall([passed]) == EXIT_PASS
-    assert gs._overall([passed, failed]) == EXIT_FAIL
-    assert gs._overall([failed, dataclasses.replace(passed, status="ERROR")]) == \
+    assert _overall([passed]) == EXIT_PASS
+    assert _overall([passed, failed]) == EXIT_FAIL
+    assert _overall([failed, dataclasses.replace(passed, status="ERROR")]) == \
         EXIT_ENVIRONMENT
 
 
@@ -330,23 +336,23 @@ def test_main_with_faults_alone_runs_only_the_matrix(
     cells: list[tuple[str, str, str]] = []
     cases: list[tuple[str, str]] = []
 
-    def fake_cell(fault: gs.Fault, transport: str, profile: str, experiments: Path,
-                  out_dir: Path) -> gs.CaseResult:
+    def fake_cell(fault: Fault, transport: str, profile: str, experiments: Path,
+                  out_dir: Path) -> CaseResult:
         cells.append((fault.name, transport, profile))
         status = "FAIL" if fault.name == "overload_10x" else "PASS"
-        return gs.CaseResult(f"fault:{fault.name}", transport, status, 0, "v", 12, 0.1,
-                             str(out_dir), ["rejected"] if status == "FAIL" else [],
-                             {"lost_qos1": 0})
+        return CaseResult(f"fault:{fault.name}", transport, status, 0, "v", 12, 0.1,
+                          str(out_dir), ["rejected"] if status == "FAIL" else [],
+                          {"lost_qos1": 0})
 
-    def fake_case(case: gs.Case, transport: str, *a: Any) -> gs.CaseResult:
+    def fake_case(case: Case, transport: str, *a: Any) -> CaseResult:
         cases.append((case.name, transport))
-        return gs.CaseResult(case.name, transport, "PASS", 0, "v", 1, 0.1, "", [], {})
+        return CaseResult(case.name, transport, "PASS", 0, "v", 1, 0.1, "", [], {})
 
-    monkeypatch.setattr(gs, "run_fault_cell", fake_cell)
-    monkeypatch.setattr(gs, "_run_isolated", fake_case)
+    monkeypatch.setattr(suite_run, "run_fault_cell", fake_cell)
+    monkeypatch.setattr(suite_run, "_run_isolated", fake_case)
     out_json = tmp_path / "gate.json"
-    code = gs.main(["--faults", "overload_10x,handler_outage", "--transports", "embedded,nats",
-                    "--report-dir", str(tmp_path / "r"), "--json", str(out_json)])
+    code = main(["--faults", "overload_10x,handler_outage", "--transports", "embedded,nats",
+                 "--report-dir", str(tmp_path / "r"), "--json", str(out_json)])
     assert code == EXIT_FAIL
     assert cases == []
     assert cells == [("handler_outage", "nats", "ci"), ("overload_10x", "nats", "ci")]
@@ -365,8 +371,8 @@ def test_main_with_faults_alone_runs_only_the_matrix(
 
     # with --only: the cases named first, then the matrix
     cells.clear()
-    code = gs.main(["--faults", "handler_outage", "--only", "high_fanout", "--transports",
-                    "nats", "--report-dir", str(tmp_path / "r2"), "--profile", "release"])
+    code = main(["--faults", "handler_outage", "--only", "high_fanout", "--transports",
+                 "nats", "--report-dir", str(tmp_path / "r2"), "--profile", "release"])
     assert code == EXIT_PASS
     assert cases == [("high_fanout", "nats")]
     assert cells == [("handler_outage", "nats", "release")]
@@ -376,24 +382,24 @@ def test_main_with_faults_alone_runs_only_the_matrix(
 
 def test_main_without_faults_runs_no_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    def no_cell(*a: Any) -> gs.CaseResult:
+    def no_cell(*a: Any) -> CaseResult:
         raise AssertionError("no fault cell without --faults")
 
-    monkeypatch.setattr(gs, "run_fault_cell", no_cell)
-    monkeypatch.setattr(gs, "_run_isolated", lambda case, t, *a: gs.CaseResult(
+    monkeypatch.setattr(suite_run, "run_fault_cell", no_cell)
+    monkeypatch.setattr(suite_run, "_run_isolated", lambda case, t, *a: CaseResult(
         case.name, t, "PASS", 0, "v", 1, 0.1, "", [], {}))
-    assert gs.main(["--only", "high_fanout", "--report-dir", str(tmp_path)]) == EXIT_PASS
+    assert main(["--only", "high_fanout", "--report-dir", str(tmp_path)]) == EXIT_PASS
     assert "fault cell" not in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- the runner
 def _stand_in(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
     """Replace the chaos run by ``python -c script`` (argv[1]: the journal path)."""
-    def command(fault: gs.Fault, transport: str, profile: str, experiments: Path,
+    def command(fault: Fault, transport: str, profile: str, experiments: Path,
                 cell_dir: Path) -> list[str]:
         return [sys.executable, "-c", script, str(cell_dir / "journal.json")]
 
-    monkeypatch.setattr(gs, "fault_command", command)
+    monkeypatch.setattr(suite_run, "fault_command", command)
 
 
 def test_run_fault_cell_judges_the_journal_it_leaves(tmp_path: Path,
@@ -407,7 +413,7 @@ def test_run_fault_cell_judges_the_journal_it_leaves(tmp_path: Path,
     cell = tmp_path / "out" / "fault-handler_outage-nats"
     cell.mkdir(parents=True)
     (cell / "journal.json").write_text(json.dumps(_journal("completed")))  # a stale one
-    r = gs.run_fault_cell(_fault("handler_outage"), "nats", "ci", tmp_path, tmp_path / "out")
+    r = run_fault_cell(_fault("handler_outage"), "nats", "ci", tmp_path, tmp_path / "out")
     assert (r.case, r.transport, r.status, r.exit_code) == ("fault:handler_outage", "nats",
                                                             "FAIL", 1)
     assert r.failed_targets == ["lost"]
@@ -422,15 +428,15 @@ def test_run_fault_cell_error_without_journal(tmp_path: Path,
     cell.mkdir()
     (cell / "journal.json").write_text(json.dumps(_journal("completed")))  # stale: removed
     _stand_in(monkeypatch, "import sys; print('boom: no toxiproxy'); sys.exit(3)")
-    r = gs.run_fault_cell(_fault("link_latency"), "redis", "ci", tmp_path, tmp_path)
+    r = run_fault_cell(_fault("link_latency"), "redis", "ci", tmp_path, tmp_path)
     assert r.status == "ERROR" and r.exit_code == 3
     assert "no journal (exit 3)" in r.verdict and "boom: no toxiproxy" in r.verdict
 
 
 def test_run_fault_cell_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _stand_in(monkeypatch, "import time; print('waiting', flush=True); time.sleep(60)")
-    r = gs.run_fault_cell(_fault("overload_10x"), "nats", "ci", tmp_path, tmp_path,
-                          timeout_s=0.5)
+    r = run_fault_cell(_fault("overload_10x"), "nats", "ci", tmp_path, tmp_path,
+                       timeout_s=0.5)
     assert r.status == "ERROR" and r.exit_code is None
     assert "did not finish within 0.5 s" in r.verdict
     assert r.wall_s < 30
