@@ -123,7 +123,7 @@ def _scenario_dir(raw: str | None) -> Path:
         if not d.is_dir():
             raise ConfigError(f"--scenarios: no such directory: {d}")
         return d.resolve()
-    for d in (Path("scenarios"), Path(__file__).resolve().parents[1] / "scenarios"):
+    for d in (Path("scenarios"), Path(__file__).resolve().parents[2] / "scenarios"):
         if d.is_dir() and (d / "high_fanout.py").exists():
             return d.resolve()
     raise ConfigError("--scenarios: no scenarios directory found; pass --scenarios DIR")
@@ -135,7 +135,7 @@ def _experiments_dir(raw: str | None) -> Path:
         if not d.is_dir():
             raise ConfigError(f"--experiments: no such directory: {d}")
         return d.resolve()
-    for d in (Path("experiments"), Path(__file__).resolve().parents[1] / "experiments"):
+    for d in (Path("experiments"), Path(__file__).resolve().parents[2] / "experiments"):
         if d.is_dir() and (d / f"{FAULT_NAMES[0]}.yaml").exists():
             return d.resolve()
     raise ConfigError("--experiments: no experiments directory found; pass --experiments DIR")

@@ -440,3 +440,13 @@ def test_run_fault_cell_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert r.status == "ERROR" and r.exit_code is None
     assert "did not finish within 0.5 s" in r.verdict
     assert r.wall_s < 30
+
+
+def test_the_gate_finds_the_shipped_scenarios_and_experiments_from_anywhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from catga_bench.suite.cli import _experiments_dir, _scenario_dir
+
+    monkeypatch.chdir(tmp_path)  # no ./scenarios or ./experiments here
+    root = Path(__file__).resolve().parents[2]
+    assert _scenario_dir(None) == root / "scenarios"
+    assert _experiments_dir(None) == root / "experiments"
