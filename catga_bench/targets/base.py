@@ -181,9 +181,12 @@ async def wait_for_outcomes(sink: OutcomeSink, deadline: float, *,
                             poll_s: float = 0.01) -> None:
     """Wait until no message is in flight, or ``deadline`` (``time.perf_counter()``) passes,
     or no outcome arrived for ``idle_limit_s``, or — with ``idle_streams_s = (streams, s)`` —
-    only messages of ``streams`` are missing and nothing arrived for ``s`` seconds."""
+    only messages of ``streams`` are missing and nothing arrived for ``s`` seconds. Idle time
+    counts from the later of the last outcome and the start of this wait (a quiet spell
+    before the run ended, e.g. a core being restarted, does not cut the wait short)."""
+    started = time.perf_counter()
     while sink.in_flight and time.perf_counter() < deadline:
-        idle = time.perf_counter() - sink.last_outcome_at
+        idle = time.perf_counter() - max(sink.last_outcome_at, started)
         if idle > idle_limit_s:
             return
         if idle_streams_s is not None and idle > idle_streams_s[1] \

@@ -72,3 +72,24 @@ def test_a_fake_system_that_loses_messages_fails_the_gate_on_lost() -> None:
     assert report["exit_code"] == EXIT_FAIL
     assert report["lost"] == (report["sent"] + 9) // 10  # seq 0, 10, 20, ... of handler "b"
     assert [r["name"] for r in report["slo"] if not r["passed"]] == ["lost"]
+
+
+def test_draining_counts_idle_time_from_the_start_of_the_wait() -> None:
+    """A quiet spell before the run ended (a core being restarted) must not cut the drain
+    short: the outcomes it owes may still come (regression: the wait ended at once)."""
+    from catga_bench.targets.base import wait_for_outcomes
+
+    class Quiet:
+        in_flight = 5
+        last_outcome_at = time.perf_counter() - 60.0  # nothing arrived for a minute
+
+        def pending_streams(self) -> set[int]:
+            return {0}
+
+    async def wait() -> float:
+        t = time.perf_counter()
+        await wait_for_outcomes(Quiet(), t + 5.0, idle_limit_s=0.3,  # type: ignore[arg-type]
+                                idle_streams_s=({0}, 0.3))
+        return time.perf_counter() - t
+
+    assert 0.3 <= asyncio.run(wait()) < 2.0
