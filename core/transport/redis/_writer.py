@@ -69,6 +69,7 @@ class Writer:
         return await fut
 
     async def _run(self) -> None:
+        """Send batch after batch until cancelled; back off while the broker is gone."""
         backoff = BACKOFF_MIN_S
         queue = self.queue
         while True:
@@ -76,11 +77,7 @@ class Writer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch: list[Op] = []
-            while queue and len(batch) < _MAX_BATCH:
-                op = queue.popleft()
-                if op.fut is None or not op.fut.done():  # skip ops whose caller gave up
-                    batch.append(op)
+            batch = self._take_batch()
             if not batch:
                 continue
             try:
@@ -101,22 +98,38 @@ class Writer:
                 continue
             self._t._note_up()
             backoff = BACKOFF_MIN_S
-            again: list[Op] = []
-            for op, res in zip(batch, results, strict=True):
-                if isinstance(res, NoScriptError) and op.alt is not None:
-                    op.args, op.alt = op.alt, None  # script cache empty (restart): EVAL once
-                    if op.packed is not None:
-                        op.packed = hiredis_pack(op.args)
-                    again.append(op)
-                elif isinstance(res, Exception):
-                    self._fail(op, TransportError(f"redis refused {op.args[0]}: {res}"))
-                elif op.fut is None:
-                    if op.counts:
-                        self._t.stats.published += 1  # a queued QoS 0 frame went out
-                elif not op.fut.done():
-                    op.fut.set_result(res)
-            if again:
-                queue.extendleft(reversed(again))
+            self._settle(batch, results)
+
+    def _take_batch(self) -> list[Op]:
+        """Up to ``_MAX_BATCH`` queued ops, oldest first, skipping those whose caller gave up
+        (empty when every queued op was abandoned)."""
+        queue = self.queue
+        batch: list[Op] = []
+        while queue and len(batch) < _MAX_BATCH:
+            op = queue.popleft()
+            if op.fut is None or not op.fut.done():
+                batch.append(op)
+        return batch
+
+    def _settle(self, batch: list[Op], results: list[Any]) -> None:
+        """Hand each reply to its caller (or count a QoS 0 frame as published); an EVALSHA
+        refused with NOSCRIPT is queued again, first, as the EVAL it stands for."""
+        again: list[Op] = []
+        for op, res in zip(batch, results, strict=True):
+            if isinstance(res, NoScriptError) and op.alt is not None:
+                op.args, op.alt = op.alt, None  # script cache empty (restart): EVAL once
+                if op.packed is not None:
+                    op.packed = hiredis_pack(op.args)
+                again.append(op)
+            elif isinstance(res, Exception):
+                self._fail(op, TransportError(f"redis refused {op.args[0]}: {res}"))
+            elif op.fut is None:
+                if op.counts:
+                    self._t.stats.published += 1  # a queued QoS 0 frame went out
+            elif not op.fut.done():
+                op.fut.set_result(res)
+        if again:
+            self.queue.extendleft(reversed(again))
 
     async def _execute(self, batch: list[Op]) -> list[Any]:
         """Send ``batch`` in one write on one pooled connection and read every reply (raw
