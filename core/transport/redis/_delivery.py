@@ -86,4 +86,3 @@ class RedisDelivery(Delivery):
                                  writer.call("XACK", spec.key, spec.group, self._entry_id))
         else:
             await writer.call("PUBLISH", self.reply_to, frame)
-

@@ -18,4 +18,3 @@ BACKOFF_MAX_S = 2.0
 def is_nogroup(exc: BaseException) -> bool:
     """The broker lost a consumer group (restarted without its data, or the stream expired)."""
     return str(exc).startswith("NOGROUP")
-

@@ -102,4 +102,3 @@ class Keys:
     req: str
     s0: str
     marker: str
-

@@ -506,4 +506,3 @@ class RedisTransport(Transport):
             with contextlib.suppress(Exception):
                 await client.aclose()
             _log.info("closed the connection to %s", self.url)
-

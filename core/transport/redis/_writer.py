@@ -196,4 +196,3 @@ class Writer:
             await self._task
         while self.queue:
             self._fail(self.queue.popleft(), TransportError("transport closed"))
-
