@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from core.metrics import BucketHistogram
+from core.histogram import BucketHistogram
 
 
 class LoopLagMonitor:

@@ -29,10 +29,10 @@ from typing import Any, TypeVar
 from core._eager import as_result, complete, failed, run_eagerly
 from core.breaker import CircuitBreaker, CircuitState
 from core.deadletter import DeadLetter, DeadLetterSink, InMemoryDeadLetterQueue
+from core.histogram import BucketHistogram
 from core.idempotency import IdempotencyStore, InMemoryIdempotencyStore
 from core.limiter import ConcurrencyLimiter
 from core.messages import DeliveryMode, Event, Message, QoS, Request
-from core.metrics import BucketHistogram
 from core.result import Error, ErrorCode, FanoutOutcome, Result
 from core.retry import RetryPolicy, retry_after_failure
 
