@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from core._eager import as_result, complete, failed, run_eagerly
 from core.breaker import CircuitBreaker, CircuitState
@@ -38,7 +38,6 @@ from core.retry import RetryPolicy, retry_after_failure
 
 log = logging.getLogger("catga.mediator")
 
-M = TypeVar("M", bound=Message)
 Handler = Callable[[Any], Awaitable[Any]]
 """A handler: ``async def handler(message) -> Result | value | None``."""
 NextHandler = Callable[[Message], Awaitable[Result[Any]]]
@@ -358,10 +357,6 @@ class Mediator:
         else:
             self.idempotency.abort(key)
         return result
-
-    async def send_batch(self, requests: Iterable[Request]) -> list[Result[Any]]:
-        """Send each request concurrently; results in input order."""
-        return await run_eagerly([self.send(r) for r in requests])
 
     # ----------------------------------------------------------------- publish
     async def publish(self, event: Event) -> Result[FanoutOutcome]:

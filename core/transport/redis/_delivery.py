@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class RedisDelivery(Delivery):
-    __slots__ = ("_deadline_ms", "_entry_id", "_settled", "_spec", "_sub", "_token")
+    __slots__ = ("_entry_id", "_settled", "_spec", "_sub", "_token")
 
     def __init__(self, sub: RedisSubscription, headers: dict[str, str], body: bytes,
                  delivery_count: int, spec: Spec | None, entry_id: bytes | None,

@@ -24,7 +24,6 @@ F_BODY = "body"
 F_REPLY = b"~reply"
 F_TOKEN = b"~token"
 F_DEADLINE = b"~deadline"
-F_FRAME = "f"
 QOS0_STREAM_LEN = 100_000
 _LEN = struct.Struct("!I")
 
