@@ -32,20 +32,19 @@ from core import (
     BucketHistogram,
     CircuitBreaker,
     CircuitState,
-    ConcurrencyLimiter,
     DeliveryMode,
     ErrorCode,
     Event,
     FanoutOutcome,
     HandlerOptions,
     LoopLagMonitor,
-    Mediator,
     QoS,
     Request,
     Result,
     RetryPolicy,
 )
 from core._eager import resume
+from core.defects import new_limiter, new_mediator
 
 log = logging.getLogger("catga.bench")
 
@@ -116,12 +115,12 @@ class EmbeddedDriver:
         b = scenario.bulkhead
         # seeded defects (catga_bench.defects) go to the core objects explicitly; each picks
         # its behaviour once, here, so the clean build does no extra work per message
-        self.limiter = ConcurrencyLimiter(b.max_concurrency, b.max_queue, name="mediator",
-                                          defects=defects)
-        self.mediator = Mediator(
+        self.limiter = new_limiter(b.max_concurrency, b.max_queue, name="mediator",
+                                   defects=defects)
+        self.mediator = new_mediator(
+            defects,
             limiter=self.limiter,
             retry=RetryPolicy(max_attempts=3, base_delay_s=0.005, max_delay_s=0.1),
-            defects=defects,
         )
         self.lag = LoopLagMonitor(interval_s=0.05)
         self.lag_hdr = new_hdr()
@@ -167,8 +166,8 @@ class EmbeddedDriver:
         make = partial(msg_type, qos=qos, delivery_mode=delivery)
         limiter = None
         if spec.bulkhead is not None:
-            limiter = ConcurrencyLimiter(spec.bulkhead.max_concurrency, spec.bulkhead.max_queue,
-                                         name=spec.name, defects=self.defects)
+            limiter = new_limiter(spec.bulkhead.max_concurrency, spec.bulkhead.max_queue,
+                                  name=spec.name, defects=self.defects)
         for h_index, h in enumerate(handlers):
             if not self.serves_locally:
                 break

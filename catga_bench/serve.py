@@ -37,6 +37,7 @@ from catga_bench.embedded import EmbeddedDriver
 from catga_bench.scenario import Scenario
 from catga_bench.wire import CTL_SUBJECT, CompletionBatch, done_subject, stream_subject, unpack_seq
 from core import CircuitBreaker, ErrorCode, FanoutOutcome, IdempotencyStore, Message, QoS, Result
+from core.defects import new_endpoint
 from core.transport import (
     BrokerUnavailable,
     Delivery,
@@ -343,9 +344,9 @@ class BenchServer:
         core.start()
         endpoints = []
         for st in core.streams:
-            ep = MediatorEndpoint(core.mediator, self.transport, core.registry,
-                                  group=f"catga-core-{st.spec.name}",
-                                  max_in_flight=self.max_in_flight, on_outcome=core.on_outcome)
+            ep = new_endpoint(core.mediator, self.transport, core.registry,
+                              group=f"catga-core-{st.spec.name}",
+                              max_in_flight=self.max_in_flight, on_outcome=core.on_outcome)
             subject = stream_subject(scenario.name, st.spec.name)
             if st.is_event:
                 await ep.serve_events(subject, st.qos)

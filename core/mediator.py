@@ -132,14 +132,16 @@ class Mediator:
         dead_letters: where exhausted deliveries go (default: bounded in-memory queue).
         fanout_concurrency: suspended handlers in flight at once per publish (>= 1).
         timing: record duration histograms (two clock reads per message).
-        defects: seeded defects (gate tests only; names in ``catga_bench.defects``), applied
-            here at construction so the clean build pays nothing per message:
-            ``breaker_disabled`` (breakers count failures but never open), ``dedup_off`` (the
-            idempotency store never finds a key: QoS 2 runs duplicates again) and
-            ``ack_before_handling`` (see :meth:`_publish_ack_first`).
+
+    Attributes:
+        breaker_class: the circuit breaker built for a handler whose options ask for one
+            (read at registration; the seeded defect ``breaker_disabled`` of
+            :mod:`core.defects` swaps it).
 
     Use as ``async with Mediator(...) as m:``; leaving waits for background (async-mode) work.
     """
+
+    breaker_class: type[CircuitBreaker] = CircuitBreaker
 
     def __init__(
         self,
@@ -151,7 +153,6 @@ class Mediator:
         dead_letters: DeadLetterSink | None = None,
         fanout_concurrency: int = 256,
         timing: bool = True,
-        defects: frozenset[str] = frozenset(),
     ) -> None:
         if fanout_concurrency < 1:
             raise ValueError(f"fanout_concurrency must be >= 1, got {fanout_concurrency}")
@@ -171,11 +172,6 @@ class Mediator:
         self._requests: dict[type, _RequestRoute] = {}
         self._extra_limiters: list[ConcurrencyLimiter] = []
         self._background: set[asyncio.Task[Any]] = set()
-        self.defects = frozenset(defects)
-        if "dedup_off" in self.defects:
-            self.idempotency = _ForgetfulStore()
-        if "ack_before_handling" in self.defects:
-            self.publish = self._publish_ack_first  # type: ignore[method-assign]
 
     # ----------------------------------------------------------------- registration
     def register(
@@ -240,9 +236,7 @@ class Mediator:
             while bname in self.breakers:
                 bname = f"{name}#{n}"
                 n += 1
-            breaker_type = (_NeverOpenBreaker if "breaker_disabled" in self.defects
-                            else CircuitBreaker)
-            breaker = breaker_type(
+            breaker = self.breaker_class(
                 bname,
                 failure_threshold=cfg.failure_threshold,
                 open_duration_s=cfg.open_duration_s,
@@ -390,44 +384,6 @@ class Mediator:
     async def publish_batch(self, events: Iterable[Event]) -> list[Result[FanoutOutcome]]:
         """Publish each event in order (each fan-out starts before the next); results in order."""
         return await run_eagerly([self.publish(e) for e in events])
-
-    async def _publish_ack_first(self, event: Event) -> Result[FanoutOutcome]:
-        """Defect ``ack_before_handling``: a QoS >= 1 event is reported accepted at once (the
-        publisher's acknowledgement) and handled afterwards in the background, where handler
-        failures are neither retried nor dead-lettered nor reported: they are dropped as at
-        QoS 0. The publisher was told "done" before anything was done, so a failure vanishes
-        (the embedded analogue of a consumer that acks a delivery before handling it)."""
-        if not event.qos:
-            return await Mediator.publish(self, event)
-        route = self._events.get(event.__class__)
-        if route is None or not route.subs:
-            return Result(FanoutOutcome(0, 0))
-        limiter = route.limiter
-        if limiter is not None and not limiter.try_acquire() and not await limiter.acquire():
-            self.rejected += 1
-            return _REJECTED  # type: ignore[return-value]
-        route.accepted += 1
-        self.active += 1
-        task = asyncio.get_running_loop().create_task(self._handle_after_ack(route, event))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return Result(FanoutOutcome(len(route.subs), 0, accepted_async=True))
-
-    async def _handle_after_ack(self, route: _EventRoute, event: Event) -> None:
-        try:
-            if route.all_plain and event.qos != _EXACTLY_ONCE:
-                failures = await self._fanout_plain(route, event)
-            else:
-                failures = await self._fanout(route, event)
-            for sub, r in failures:
-                if r is not _DUPLICATE and r.error is not None:
-                    self._drop(route, sub, r.error)
-        except Exception:  # pragma: no cover
-            log.exception("background publish of %s failed", route.name)
-        finally:
-            self.active -= 1
-            if route.limiter is not None:
-                route.limiter.release()
 
     async def drain(self) -> None:
         """Wait until background (async-mode) publishes have finished."""
@@ -742,28 +698,6 @@ class Mediator:
 _DUPLICATE: Result[Any] = Result.failure(ErrorCode.INVALID, "duplicate (already handled)")
 # A sentinel for "skipped: this handler already handled this message id". It is reported in
 # FanoutOutcome.duplicates, never as a failure.
-
-
-class _NeverOpenBreaker(CircuitBreaker):
-    """Defect ``breaker_disabled``: counts failures, never opens (so never fails fast)."""
-
-    def record_failure(self) -> None:
-        self.failures += 1
-
-
-class _ForgetfulStore:
-    """Defect ``dedup_off``: an idempotency store that never finds a key."""
-
-    hits = misses = evictions = 0
-
-    async def begin(self, key: Any) -> Result[Any] | None:
-        return None
-
-    def complete(self, key: Any, result: Result[Any]) -> None:
-        return None
-
-    def abort(self, key: Any) -> None:
-        return None
 
 
 class _RunState:
