@@ -28,9 +28,11 @@ import logging
 import sys
 from typing import Any, Literal
 
+from core._calls import DUPLICATE, EXACTLY_ONCE
+from core._routes import EventRoute
 from core.breaker import CircuitBreaker
 from core.limiter import ConcurrencyLimiter
-from core.mediator import _DUPLICATE, _EXACTLY_ONCE, _REJECTED, Mediator, _EventRoute
+from core.mediator import _REJECTED, Mediator
 from core.messages import Event
 from core.result import FanoutOutcome, Result
 from core.transport.base import Delivery, Transport
@@ -149,14 +151,14 @@ class DefectiveMediator(Mediator):
         task.add_done_callback(self._background.discard)
         return Result(FanoutOutcome(len(route.subs), 0, accepted_async=True))
 
-    async def _handle_after_ack(self, route: _EventRoute, event: Event) -> None:
+    async def _handle_after_ack(self, route: EventRoute, event: Event) -> None:
         try:
-            if route.all_plain and event.qos != _EXACTLY_ONCE:
+            if route.all_plain and event.qos != EXACTLY_ONCE:
                 failures = await self._fanout_plain(route, event)
             else:
                 failures = await self._fanout(route, event)
             for sub, r in failures:
-                if r is not _DUPLICATE and r.error is not None:
+                if r is not DUPLICATE and r.error is not None:
                     self._drop(route, sub, r.error)
         except Exception:  # pragma: no cover
             log.exception("background publish of %s failed", route.name)
