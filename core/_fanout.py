@@ -10,12 +10,13 @@ handler through one of two paths, then settles the failures:
    that handler, and a fresh runner carries on with the next one; at most
    ``fanout_concurrency`` such Tasks are in flight, a timeout is a timer that cancels its Task.
 2. :meth:`Fanout._fanout` (any handler has a breaker, or QoS 2). Each handler's first step
-   runs inline too; plain handlers are called raw, the others through ``_guarded`` (breaker and
-   per-handler idempotency); only a handler that suspends gets a Task.
+   runs inline too: a handler without a breaker is called raw (below QoS 2), the others through
+   ``_guarded`` (breaker, and per-handler idempotency at QoS 2); only a handler that suspends
+   gets a Task, with the same bound and timers as path 1.
 3. Then, back in :meth:`Fanout._process`, the failures: QoS 0 drops them (logged, rate-limited
-   per handler, and counted); QoS 1/2 retries only the retryable ones, all at once, and
-   dead-letters what still fails; QoS 2 duplicates are counted, never reported as failures. A
-   clean publish returns the route's shared ``all_ok`` result (no allocation).
+   per handler, and counted); QoS 1/2 retries the retryable ones, all at once, and
+   dead-letters whatever failed for good; QoS 2 duplicates are counted, never reported as
+   failures. A clean publish returns the route's shared ``all_ok`` result (no allocation).
 
 ``DeliveryMode.ASYNC`` runs the same :meth:`Fanout._process` in a background Task (the
 mediator's ``_background_publish``). The defect ``ack_before_handling`` (:mod:`core.defects`)

@@ -2,20 +2,21 @@
 
 Pipeline, outermost first (per message for ``send``, per handler for ``publish``)::
 
-    limiter (bulkhead admission, per message)                    this module
-      -> timeout -> retry (only after a retryable failure)       core/_calls.py
-        -> idempotency (QoS 2) -> circuit breaker
-          -> user behaviours -> handler
+    limiter (bulkhead admission, per message)           Mediator       core/mediator.py
+      [publish: fan-out to every handler]               Fanout         core/_fanout.py
+        -> timeout -> retry (after a retryable failure) HandlerCalls   core/_calls.py
+          -> idempotency (QoS 2) -> circuit breaker     HandlerCalls   core/_calls.py
+            -> user behaviours -> handler               chained once, at registration
 
-The layers are one class, coded for speed rather than as wrapper objects: :class:`Mediator`
+The layers are one object, coded for speed rather than as wrapper objects: :class:`Mediator`
 (registration, admission, ``send``, ``publish``) extends :class:`~core._fanout.Fanout` (one
-event to every handler: the three paths are pictured in :mod:`core._fanout`), which extends
-:class:`~core._calls.HandlerCalls` (one guarded handler call). Routes and per-handler counters
-are in :mod:`core._routes`.
+event to every handler; its module pictures the three paths and when each is used), which
+extends :class:`~core._calls.HandlerCalls` (one guarded handler call). Routes and per-handler
+counters are in :mod:`core._routes`.
 
-QoS semantics: QoS 0 awaits local processing, failures are logged, counted and
-dropped; QoS 1 retries failed handlers with backoff and dead-letters them when attempts run out
-(only the handler that failed is retried, never the ones that succeeded); QoS 2 is QoS 1 plus
+QoS semantics: QoS 0 awaits local processing, failures are logged, counted and dropped; QoS 1
+retries failed handlers with backoff and dead-letters them when attempts run out (only the
+handler that failed is retried, never the ones that succeeded); QoS 2 is QoS 1 plus
 deduplication by message id (per handler for events) in the idempotency store.
 ``DeliveryMode.ASYNC`` (QoS >= 1) returns once the event is accepted; the limiter slot is held
 until the background work ends, so backpressure still applies.
