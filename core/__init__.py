@@ -8,13 +8,14 @@ retries with backoff and jitter, idempotency (exactly-once) and dead letters.
 from core.behaviors import LoggingBehavior, TracingBehavior
 from core.breaker import CircuitBreaker, CircuitState
 from core.deadletter import DeadLetter, DeadLetterSink, InMemoryDeadLetterQueue
+from core.histogram import BucketHistogram
 from core.idempotency import IdempotencyStore, InMemoryIdempotencyStore
 from core.ids import SnowflakeGenerator, decode
 from core.limiter import ConcurrencyLimiter
 from core.loopmon import LoopLagMonitor
 from core.mediator import Behavior, BreakerConfig, HandlerOptions, Mediator, NextHandler
 from core.messages import DeliveryMode, Event, Message, QoS, Request, new_message_id
-from core.metrics import BucketHistogram, CatgaCollector
+from core.metrics import CatgaCollector
 from core.result import Error, ErrorCode, FanoutOutcome, Result
 from core.retry import RetryPolicy
 

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z in Unix milliseconds
-TIMESTAMP_BITS = 44
 WORKER_BITS = 8
 SEQUENCE_BITS = 11
 MAX_WORKER_ID = (1 << WORKER_BITS) - 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections import deque
 
 
@@ -25,9 +24,6 @@ class ConcurrencyLimiter:
         max_queue: callers allowed to wait (>= 0); 0 means reject whenever all slots are taken.
         queue_timeout_s: a waiter not admitted within this many seconds is rejected (None: wait).
         name: label for metrics.
-        defects: seeded defects (gate tests only; see ``catga_bench.defects``).
-            ``unbounded_queue``: the wait queue has no bound, so nothing is ever rejected
-            for a full queue (``max_queue`` is ignored). Applied here, at construction.
 
     Raises:
         ValueError: on a limit out of range.
@@ -53,7 +49,6 @@ class ConcurrencyLimiter:
         *,
         queue_timeout_s: float | None = None,
         name: str = "mediator",
-        defects: frozenset[str] = frozenset(),
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -63,8 +58,7 @@ class ConcurrencyLimiter:
             raise ValueError(f"queue_timeout_s must be > 0 or None, got {queue_timeout_s}")
         self.name = name
         self.max_concurrency = max_concurrency
-        # defect unbounded_queue: no bound at all (the check in acquire() never trips)
-        self.max_queue = sys.maxsize if "unbounded_queue" in defects else max_queue
+        self.max_queue = max_queue
         self.queue_timeout_s = queue_timeout_s
         self.active = 0
         self.admitted = 0

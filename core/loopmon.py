@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from core.metrics import BucketHistogram
+from core.histogram import BucketHistogram
 
 
 class LoopLagMonitor:
@@ -31,7 +31,6 @@ class LoopLagMonitor:
         self.interval_s = interval_s
         self.histogram = histogram or BucketHistogram()
         self.listeners: list[Callable[[float], None]] = []
-        self.last_lag_ms = 0.0
         self.max_lag_ms = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -62,7 +61,6 @@ class LoopLagMonitor:
             expected = perf() + interval
             await asyncio.sleep(interval)
             lag_ms = max(0.0, (perf() - expected) * 1000.0)
-            self.last_lag_ms = lag_ms
             if lag_ms > self.max_lag_ms:
                 self.max_lag_ms = lag_ms
             self.histogram.observe(lag_ms)

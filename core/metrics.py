@@ -1,12 +1,12 @@
 """Prometheus metrics for the mediator, cheap on the hot path.
 
 Counting happens in plain Python attributes on the mediator's routes, limiters and breakers (an
-attribute increment costs ~30 ns); latency goes into :class:`BucketHistogram` (a bisect and an
-increment, ~0.12 us). The :class:`CatgaCollector` turns them into Prometheus families only when
-scraped (~0.2 ms per scrape). Per-call instruments cost more on the hot path: prometheus-client
-``Counter.inc()`` 0.25-0.76 us and ``Histogram.observe()`` 0.56-1.7 us (``catga-bench bench``
-and shared/FIELD-NOTES.md), the OpenTelemetry SDK 14-16 us per call. prometheus-client still
-does the exposition (``/metrics``).
+attribute increment costs ~30 ns); latency goes into :class:`~core.histogram.BucketHistogram`
+(a bisect and an increment, ~0.12 us). The :class:`CatgaCollector` turns them into Prometheus
+families only when scraped (~0.2 ms per scrape). Per-call instruments cost more on the hot
+path: prometheus-client ``Counter.inc()`` 0.25-0.76 us and ``Histogram.observe()`` 0.56-1.7 us
+(``catga-bench bench`` and shared/FIELD-NOTES.md), the OpenTelemetry SDK 14-16 us per call.
+prometheus-client still does the exposition (``/metrics``).
 
 Names and labels: docs/metrics.md is the single source of truth; names follow what .NET Catga's
 OpenTelemetry exporter emits (dots to underscores, unit suffix, ``_total`` on counters).
@@ -14,8 +14,7 @@ OpenTelemetry exporter emits (dots to underscores, unit suffix, ``_total`` on co
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import (
@@ -29,49 +28,6 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from core.loopmon import LoopLagMonitor
     from core.mediator import Mediator
-
-#: Default bucket upper bounds in milliseconds (Prometheus ``le``), 0.1 ms .. 10 s.
-DEFAULT_BOUNDS_MS: tuple[float, ...] = (
-    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 75, 100, 250, 500, 1000, 2500, 5000, 10000,
-)
-
-
-class BucketHistogram:
-    """A fixed-bucket histogram (Prometheus semantics: cumulative ``le`` buckets at export).
-
-    Args:
-        bounds: increasing upper bounds; values above the last go to ``+Inf``.
-    """
-
-    __slots__ = ("bounds", "count", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float] = DEFAULT_BOUNDS_MS) -> None:
-        if list(bounds) != sorted(bounds) or not bounds:
-            raise ValueError("bounds must be a non-empty increasing sequence")
-        self.bounds = tuple(float(b) for b in bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        """Record one value (same unit as the bounds)."""
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        """Buckets as Prometheus wants them: ``[(le, cumulative_count), ..., ("+Inf", count)]``."""
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, n in zip(self.bounds, self.counts, strict=False):
-            running += n
-            out.append((_fmt(bound), running))
-        out.append(("+Inf", running + self.counts[-1]))
-        return out
-
-
-def _fmt(bound: float) -> str:
-    return str(int(bound)) if bound == int(bound) else repr(bound)
 
 
 class CatgaCollector(Collector):

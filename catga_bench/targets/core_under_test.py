@@ -24,7 +24,6 @@ from catga_bench.workload.profiles import Failing
 from core import (
     CircuitBreaker,
     CircuitState,
-    ConcurrencyLimiter,
     DeliveryMode,
     HandlerOptions,
     LoopLagMonitor,
@@ -32,6 +31,7 @@ from core import (
     QoS,
     RetryPolicy,
 )
+from core.defects import new_limiter, new_mediator
 
 #: the core's retry policy in every run (QoS >= 1 retries failed handlers with backoff)
 RUN_RETRY = RetryPolicy(max_attempts=3, base_delay_s=0.005, max_delay_s=0.1)
@@ -93,11 +93,11 @@ class CoreUnderTest:
         self.handled = reporter.handled
         self.failed = reporter.failed
         b = plan.scenario.bulkhead
-        # seeded defects go to the core objects explicitly; each picks its behaviour once,
-        # here, so the clean build does no extra work per message
-        self.limiter = ConcurrencyLimiter(b.max_concurrency, b.max_queue, name="mediator",
-                                          defects=defects)
-        self.mediator = Mediator(limiter=self.limiter, retry=RUN_RETRY, defects=defects)
+        # seeded defects pick their variant of each core object once, here (core/defects.py):
+        # the clean build gets the production classes and does no extra work per message
+        self.limiter = new_limiter(b.max_concurrency, b.max_queue, name="mediator",
+                                   defects=defects)
+        self.mediator: Mediator = new_mediator(defects, limiter=self.limiter, retry=RUN_RETRY)
         self.lag = LoopLagMonitor(interval_s=0.05)
         self.lag_hdr = new_hdr()
         self.calls_while_open = 0
@@ -129,7 +129,7 @@ class CoreUnderTest:
                 breaker.add_listener(self._on_transition)
                 self._breaker_index[(st.index, h_index)] = breaker
         if st.spec.bulkhead is not None:
-            self.mediator.use_limiter(msg_type, ConcurrencyLimiter(
+            self.mediator.use_limiter(msg_type, new_limiter(
                 st.spec.bulkhead.max_concurrency, st.spec.bulkhead.max_queue, name=st.name,
                 defects=self.defects))
         return CoreStream(st, msg_type, make, {n: i for i, n in enumerate(st.handler_names)})

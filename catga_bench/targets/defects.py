@@ -6,10 +6,11 @@ fails when the defect is present and passes without it (tests/chaos/test_gate_de
 
 Defects are chosen ONLY by the environment variable ``CATGA_BENCH_DEFECTS`` (a comma list), so
 they reach the Locust and ``catga-bench serve`` subprocesses of a test without any option a
-user could set by mistake. This module is the only place that reads it; the core objects take
-the set explicitly (``defects=`` on :class:`~core.Mediator`,
-:class:`~core.ConcurrencyLimiter` and :class:`~core.transport.endpoint.MediatorEndpoint`) and
-pick their behaviour once, at construction: the clean build does no extra work per message.
+user could set by mistake. This module is the only place that reads it. The broken variants of
+the core objects live in :mod:`core.defects` behind factories (``new_mediator``,
+``new_limiter``, ``new_endpoint``) that the core under test calls once, at construction: the
+clean build gets the production classes and does no extra work per message. ``block_loop`` is
+a handler wrapper (:func:`blocking_handler`).
 """
 
 from __future__ import annotations

@@ -76,9 +76,6 @@ class MediatorEndpoint:
             (settle it and report REJECTED through ``on_outcome``) or ``"redeliver"`` (nack it
             with ``rejected_redelivery_s`` delay). Raises ValueError for anything else.
         rejected_redelivery_s: delay before a rejected QoS >= 1 message is redelivered.
-        defects: seeded defects (gate tests only; default: the mediator's ``defects``).
-            ``ack_before_handling``: every event delivery is acked first and handled after
-            (:meth:`_on_event_ack_first`), so a core that dies mid-message loses it.
 
     Attributes:
         malformed: dead-lettered malformed messages by reason. rejected_dropped: QoS 0 messages
@@ -90,8 +87,7 @@ class MediatorEndpoint:
                  group: str = "catga-core", max_in_flight: int = 1024,
                  on_outcome: OutcomeHook | None = None,
                  on_rejected: Literal["report", "redeliver"] = "report",
-                 rejected_redelivery_s: float = 0.05,
-                 defects: frozenset[str] | None = None) -> None:
+                 rejected_redelivery_s: float = 0.05) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         if on_rejected not in ("report", "redeliver"):
@@ -110,11 +106,6 @@ class MediatorEndpoint:
         self.rejected_reported = 0
         self.errors = 0
         self._subs: list[Subscription] = []
-        if defects is None:
-            defects = getattr(mediator, "defects", frozenset())
-        self.defects = frozenset(defects)
-        if "ack_before_handling" in self.defects:  # chosen once: no per-delivery check
-            self._on_event = self._on_event_ack_first  # type: ignore[method-assign]
 
     async def serve_events(self, subject: str, qos: QoS) -> Subscription:
         """Publish every event arriving on ``subject`` to the local handlers."""
@@ -167,23 +158,6 @@ class MediatorEndpoint:
         if self.on_outcome is not None:
             await self.on_outcome(msg, result, d)
         await d.ack()
-
-    async def _on_event_ack_first(self, d: Delivery) -> None:
-        """Defect ``ack_before_handling``: ack the delivery, then decode and publish it. The
-        broker forgets the message before any handler ran: a crash (or a rejection by the
-        limiter) now loses it instead of leaving it for redelivery."""
-        await d.ack()
-        msg = await self._decode(d)
-        if msg is None or not isinstance(msg, Event):
-            return
-        try:
-            result = await self.mediator.publish(msg)
-        except Exception:
-            self.errors += 1
-            log.exception("publish raised on %s", d.subject)
-            return
-        if self.on_outcome is not None:
-            await self.on_outcome(msg, result, d)
 
     async def _on_request(self, d: Delivery) -> None:
         msg = await self._decode(d)

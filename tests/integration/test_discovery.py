@@ -1,5 +1,5 @@
-"""Node discovery (core.discovery) against private redis-server / nats-server brokers, plus the
-in-memory backend with a fake clock. Plain sync tests driving ``asyncio.run``."""
+"""Node discovery (core.cluster.discovery) against private redis-server / nats-server brokers,
+plus the in-memory backend with a fake clock. Plain sync tests driving ``asyncio.run``."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 from _support import free_port
 
 from catga_bench.processes.brokers import BrokerProcess
-from core.discovery import (
+from core.cluster.discovery import (
     Discovery,
     InMemoryDiscovery,
     InMemoryRegistry,
     NatsKvDiscovery,
     RedisDiscovery,
 )
-from core.routing import ConsistentHash, NodeInfo
+from core.cluster.routing import ConsistentHash, NodeInfo
 from core.transport.base import BrokerUnavailable
 
 TTL_S = 1.0

@@ -25,8 +25,8 @@ from core import (
     Result,
     RetryPolicy,
 )
+from core.defects import new_endpoint, new_limiter, new_mediator
 from core.transport.base import Delivery
-from core.transport.endpoint import MediatorEndpoint
 from core.transport.envelope import TypeRegistry, encode
 
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -108,7 +108,7 @@ def test_unbounded_queue_never_rejects() -> None:
     clean = ConcurrencyLimiter(1, 5)
     run(_flood(clean, 100))
     assert clean.rejected == 95 and clean.peak_queue_depth == 5
-    broken = ConcurrencyLimiter(1, 5, defects=frozenset({"unbounded_queue"}))
+    broken = new_limiter(1, 5, defects=frozenset({"unbounded_queue"}))
     assert all(run(_flood(broken, 100)))
     assert broken.rejected == 0 and broken.peak_queue_depth == 100
 
@@ -119,7 +119,7 @@ async def _hammer(m: Mediator, n: int) -> list[Result[Any]]:
 
 
 def _breaker_mediator(defects: frozenset[str]) -> tuple[Mediator, list[int]]:
-    m = Mediator(retry=NO_RETRY, defects=defects)
+    m = new_mediator(defects, retry=NO_RETRY)
     calls: list[int] = []
 
     async def charge(msg: Charge) -> Result[Any]:
@@ -147,7 +147,7 @@ def test_breaker_disabled_never_opens() -> None:
 
 # ----------------------------------------------------------------------------- dedup_off
 async def _publish_twice(defects: frozenset[str]) -> list[int]:
-    m = Mediator(retry=NO_RETRY, defects=defects)
+    m = new_mediator(defects, retry=NO_RETRY)
     calls: list[int] = []
 
     async def book(msg: Paid) -> None:
@@ -168,7 +168,7 @@ def test_dedup_off_runs_a_qos2_duplicate_twice() -> None:
 
 # ----------------------------------------------------------------------------- ack_before_handling
 async def _publish_failing(defects: frozenset[str]) -> tuple[Result[Any], list[str], Mediator]:
-    m = Mediator(retry=RetryPolicy(max_attempts=3, base_delay_s=0.001), defects=defects)
+    m = new_mediator(defects, retry=RetryPolicy(max_attempts=3, base_delay_s=0.001))
     log: list[str] = []
 
     async def flaky(msg: Paid) -> Result[Any]:
@@ -213,7 +213,7 @@ class _RecordingDelivery(Delivery):
 
 async def _endpoint_order(defects: frozenset[str] | None, mediator_defects: frozenset[str]
                           ) -> list[str]:
-    m = Mediator(defects=mediator_defects)
+    m = new_mediator(mediator_defects)
     log: list[str] = []
 
     async def handler(msg: Paid) -> None:
@@ -222,8 +222,8 @@ async def _endpoint_order(defects: frozenset[str] | None, mediator_defects: froz
 
     m.subscribe(Paid, handler, name="h")
     registry = TypeRegistry([Paid])
-    ep = MediatorEndpoint(m, transport=None, registry=registry,  # type: ignore[arg-type]
-                          defects=defects)
+    ep = new_endpoint(m, transport=None, registry=registry,  # type: ignore[arg-type]
+                      defects=defects)
     headers, body = encode(Paid(qos=QoS.AT_LEAST_ONCE), registry)
     await ep._on_event(_RecordingDelivery(headers, body, log))
     await m.drain()

@@ -1,4 +1,4 @@
-"""Routing strategies (core.routing): no broker, no clock."""
+"""Routing strategies (core.cluster.routing): no broker, no clock."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.routing import (
+from core.cluster.routing import (
     STRATEGY_NAMES,
     ConsistentHash,
     LeastLoaded,
@@ -87,7 +87,7 @@ def test_consistent_hash_is_stable_across_processes() -> None:
     here = {str(k): ConsistentHash().choose(k, nodes).node_id for k in keys}
     script = (
         "import json, sys\n"
-        "from core.routing import ConsistentHash, NodeInfo\n"
+        "from core.cluster.routing import ConsistentHash, NodeInfo\n"
         "nodes = [NodeInfo(f'node-{i}', 'x') for i in range(8)][::-1]\n"
         "keys = json.loads(sys.stdin.read())\n"
         "ring = ConsistentHash()\n"

@@ -25,6 +25,7 @@ from catga_bench.targets.wire import CTL_SUBJECT, stream_subject
 from catga_bench.workload.plan import RunPlan
 from catga_bench.workload.scenario import Scenario
 from core import IdempotencyStore, QoS
+from core.defects import new_endpoint
 from core.transport import Delivery, MediatorEndpoint, Subscription, Transport
 
 log = logging.getLogger("catga.serve")
@@ -89,9 +90,9 @@ class BenchServer:
         core.start()
         endpoints = []
         for st in core.streams:
-            ep = MediatorEndpoint(core.mediator, self.transport, core.registry,
-                                  group=f"catga-core-{st.plan.name}",
-                                  max_in_flight=self.max_in_flight, on_outcome=core.on_outcome)
+            ep = new_endpoint(core.mediator, self.transport, core.registry,
+                              group=f"catga-core-{st.plan.name}",
+                              max_in_flight=self.max_in_flight, on_outcome=core.on_outcome)
             subject = stream_subject(scenario.name, st.plan.name)
             if st.is_event:
                 await ep.serve_events(subject, QoS(st.plan.qos))

@@ -1,40 +1,16 @@
-"""NATS transport: core subjects for QoS 0 and requests, JetStream for QoS 1/2 (nats-py).
-
-Layout on the broker:
-
-* QoS 0 and requests use plain subjects (``nc.publish`` / ``nc.subscribe`` with a queue group /
-  ``nc.request``); nothing is stored.
-* QoS 1/2 subjects look like ``<prefix>.<family>.<rest>`` (``catga.orders.OrderPlaced``). Each
-  family gets one file-backed stream, ``<STREAM_PREFIX>_<FAMILY>`` with subjects
-  ``<prefix>.<family>.>``, created on first use; its ``duplicate_window`` makes the envelope's
-  ``Nats-Msg-Id`` header dedup publisher retries. A subscriber group is one durable *pull*
-  consumer (explicit acks, ``ack_wait``, ``max_deliver``) shared by every member of the group.
-* Dead letters go to the stream ``<STREAM_PREFIX>_DLQ`` (subjects ``<dlq_prefix>.>``) on the
-  subject ``<dlq_prefix>.<original subject>``, with the original headers and body plus
-  ``Catga-DLQ-Reason``, ``Catga-DLQ-Subject`` and ``Catga-DLQ-Deliveries``. Messages whose last
-  delivery was never settled (the consumer died each time) are dead-lettered from the broker's
-  ``MAX_DELIVERIES`` advisory. :meth:`NatsTransport.dead_letters` reads them back.
-
-Reconnects are nats-py's own (bounded by ``max_reconnect_attempts``); the initial connect gives
-up after 3 attempts (at most ``3 * connect_timeout_s + 2 * reconnect_wait_s``) with
-:class:`~core.transport.base.BrokerUnavailable`.
-"""
+"""NatsTransport: connection, publish, request, flush, streams, subscribe, dead letters."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
-from collections.abc import Awaitable, Mapping
-from typing import NamedTuple
+from collections.abc import Mapping
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext, api
 
 from core.messages import QoS
@@ -43,7 +19,6 @@ from core.transport.base import (
     H_DLQ_REASON,
     H_DLQ_SUBJECT,
     BrokerUnavailable,
-    Delivery,
     DeliveryHandler,
     Reply,
     RequestTimeout,
@@ -51,15 +26,14 @@ from core.transport.base import (
     Transport,
     TransportError,
 )
+from core.transport.nats._delivery import DeadLetter
+from core.transport.nats._subscription import CoreSubscription, JetStreamSubscription
 
-__all__ = ["DeadLetter", "NatsTransport"]
+_log = logging.getLogger("catga.transport.nats")
 
 #: nats-py's own timeout for a flush that outlived our wait (see NatsTransport.flush)
 _FLUSH_BACKGROUND_S = 300.0
-_log = logging.getLogger("catga.transport.nats")
-
 _INITIAL_CONNECT_ATTEMPTS = 3
-_FETCH_TIMEOUT_S = 1.0
 _SUB_PENDING_MSGS = 1_000_000
 _SUB_PENDING_BYTES = 512 * 1024 * 1024
 _MAX_HEADER_VALUE = 1024
@@ -68,30 +42,6 @@ _CONSUMER_EXISTS = 10148  # consumer name already in use (different configuratio
 _ADVISORY_MAX_DELIVERIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 _BAD_STREAM_CHARS = re.compile(r"[^A-Z0-9_-]")
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
-
-
-class DeadLetter(NamedTuple):
-    """A message read back from the dead-letter stream: ``(headers, body)`` as dead-lettered
-    (the original headers plus the ``Catga-DLQ-*`` ones), like RedisTransport's pairs."""
-
-    headers: Mapping[str, str]
-    body: bytes
-
-    @property
-    def reason(self) -> str:
-        """Why it was dead-lettered (``Catga-DLQ-Reason``)."""
-        return self.headers.get(H_DLQ_REASON, "")
-
-    @property
-    def original_subject(self) -> str:
-        """Where it was first published (``Catga-DLQ-Subject``)."""
-        return self.headers.get(H_DLQ_SUBJECT, "")
-
-    @property
-    def deliveries(self) -> int:
-        """How many times it was delivered before (``Catga-DLQ-Deliveries``; 0 if unknown)."""
-        raw = self.headers.get(H_DLQ_DELIVERIES, "0")
-        return int(raw) if raw.isdigit() else 0
 
 
 def _header_value(text: str) -> str:
@@ -170,7 +120,7 @@ class NatsTransport(Transport):
         self._streams: set[str] = set()  # streams known to exist
         self._ready: dict[str, str] = {}  # subject -> its (existing) stream
         self._stream_lock = asyncio.Lock()
-        self._subs: set[_CoreSubscription | _JetStreamSubscription] = set()
+        self._subs: set[CoreSubscription | JetStreamSubscription] = set()
         self._closing = False
         self._flushes: set[asyncio.Task[None]] = set()  # flushes outliving their caller's wait
         self._connecting = False
@@ -415,10 +365,10 @@ class NatsTransport(Transport):
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
         nc, js = self._client()
-        sub: _CoreSubscription | _JetStreamSubscription
+        sub: CoreSubscription | JetStreamSubscription
         try:
             if qos == QoS.AT_MOST_ONCE:
-                sub = _CoreSubscription(self, handler, max_in_flight)
+                sub = CoreSubscription(self, handler, max_in_flight)
                 sub.sub = await nc.subscribe(subject, queue=group or "", cb=sub.on_msg,
                                              pending_msgs_limit=_SUB_PENDING_MSGS,
                                              pending_bytes_limit=_SUB_PENDING_BYTES)
@@ -432,7 +382,7 @@ class NatsTransport(Transport):
         return sub
 
     async def _subscribe_js(self, js: JetStreamContext, subject: str, handler: DeliveryHandler,
-                            group: str | None, max_in_flight: int) -> _JetStreamSubscription:
+                            group: str | None, max_in_flight: int) -> JetStreamSubscription:
         stream = await self._ensure_stream(subject)
         durable = _name(f"{group}-{subject}" if group else subject)
         config = api.ConsumerConfig(
@@ -460,7 +410,7 @@ class NatsTransport(Transport):
         psub = await js.pull_subscribe_bind(durable=durable, stream=stream,
                                             pending_msgs_limit=_SUB_PENDING_MSGS,
                                             pending_bytes_limit=_SUB_PENDING_BYTES)
-        sub = _JetStreamSubscription(self, handler, max_in_flight, psub, stream, durable,
+        sub = JetStreamSubscription(self, handler, max_in_flight, psub, stream, durable,
                                      max_deliver)
         nc, _ = self._client()
         sub.advisory = await nc.subscribe(f"{_ADVISORY_MAX_DELIVERIES}.{stream}.{durable}",
@@ -543,242 +493,3 @@ class NatsTransport(Transport):
         for task in list(self._flushes):
             task.cancel()
         _log.info("closed connection to %s", self.url)
-
-
-# -- deliveries -----------------------------------------------------------------------------------
-
-
-class _CoreDelivery(Delivery):
-    """A QoS 0 delivery: ack/nack are no-ops, term dead-letters, respond answers requests."""
-
-    __slots__ = ("_transport",)
-
-    def __init__(self, transport: NatsTransport, msg: Msg) -> None:
-        super().__init__(msg.subject, msg.headers or {}, msg.data, 1, msg.reply or None)
-        self._transport = transport
-
-    async def term(self, reason: str) -> None:
-        await self._transport.dead_letter(self.subject, self.headers, self.body, 1, reason)
-
-    async def respond(self, headers: Mapping[str, str], body: bytes) -> None:
-        if not self.reply_to:
-            await super().respond(headers, body)
-            return
-        nc, _ = self._transport._client()
-        try:
-            await nc.publish(self.reply_to, body, headers=dict(headers) if headers else None)
-        except Exception as exc:
-            raise self._transport._error(exc, f"respond to {self.subject!r}") from exc
-
-
-class _JetStreamDelivery(Delivery):
-    """A QoS >= 1 delivery backed by a JetStream message. Settling twice is a no-op."""
-
-    __slots__ = ("_max_deliver", "_msg", "_transport", "settled")
-
-    def __init__(self, transport: NatsTransport, msg: Msg, max_deliver: int) -> None:
-        super().__init__(msg.subject, msg.headers or {}, msg.data,
-                         msg.metadata.num_delivered or 1, None)
-        self._transport = transport
-        self._msg = msg
-        self._max_deliver = max_deliver
-        self.settled = False
-
-    async def ack(self) -> None:
-        """Acknowledge (fire-and-forget ``+ACK``). Raises BrokerUnavailable when closed."""
-        if self._settle():
-            await self._send(self._msg.ack(), "ack")
-            self._transport.stats.acked += 1
-
-    async def nack(self, delay_s: float = 0.0, reason: str = "") -> None:
-        """Redeliver after ``delay_s`` seconds, or dead-letter (then ``+TERM``) if this was the
-        ``max_deliver``-th delivery. Counts ``nacked`` either way."""
-        if self.settled:
-            return
-        if self.delivery_count >= self._max_deliver:
-            await self._transport.dead_letter(
-                self.subject, self.headers, self.body, self.delivery_count,
-                f"max deliveries ({self._max_deliver}) reached: {reason or 'nacked'}")
-            self._settle()
-            await self._send(self._msg.term(), "term")
-        else:
-            self._settle()
-            await self._send(self._msg.nak(delay=delay_s if delay_s > 0 else None), "nak")
-        self._transport.stats.nacked += 1
-
-    async def term(self, reason: str) -> None:
-        """Dead-letter with ``reason``, then ``+TERM`` (if the dead letter cannot be stored,
-        raises and leaves the delivery unsettled, so it comes back after ``ack_wait_s``)."""
-        if self.settled:
-            return
-        await self._transport.dead_letter(self.subject, self.headers, self.body,
-                                          self.delivery_count, reason)
-        self._settle()
-        await self._send(self._msg.term(), "term")
-
-    def _settle(self) -> bool:
-        first, self.settled = not self.settled, True
-        return first
-
-    async def _send(self, op: Awaitable[None], what: str) -> None:
-        try:
-            await op
-        except Exception as exc:
-            raise self._transport._error(exc, f"{what} on {self.subject!r}") from exc
-
-
-# -- subscriptions --------------------------------------------------------------------------------
-
-
-class _Handlers:
-    """Runs handler tasks (at most ``max_in_flight``) and cancels them on stop."""
-
-    def __init__(self, transport: NatsTransport, handler: DeliveryHandler,
-                 max_in_flight: int) -> None:
-        self.transport = transport
-        self.handler = handler
-        self.max_in_flight = max_in_flight
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.slot_free = asyncio.Event()
-        self.stopped = False
-
-    def spawn(self, delivery: Delivery) -> None:
-        task = asyncio.create_task(self._run(delivery))
-        self.tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        self.slot_free.set()
-
-    async def _run(self, delivery: Delivery) -> None:
-        try:
-            await self.handler(delivery)
-        except Exception as exc:
-            _log.exception("handler for %s raised", delivery.subject)
-            if isinstance(delivery, _JetStreamDelivery) and not delivery.settled:
-                try:
-                    await delivery.nack(reason=f"handler raised {type(exc).__name__}: {exc}")
-                except TransportError as nack_exc:
-                    _log.warning("could not nack %s: %s", delivery.subject, nack_exc)
-
-    async def stop_handlers(self, grace_s: float) -> None:
-        if self.tasks and grace_s > 0:
-            await asyncio.wait(set(self.tasks), timeout=grace_s)
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-class _CoreSubscription(_Handlers, Subscription):
-    """QoS 0: a core subscription whose callback waits for a free slot, then spawns."""
-
-    def __init__(self, transport: NatsTransport, handler: DeliveryHandler,
-                 max_in_flight: int) -> None:
-        super().__init__(transport, handler, max_in_flight)
-        self.sub: NatsSubscription | None = None
-        self._slots = asyncio.Semaphore(max_in_flight)
-
-    async def on_msg(self, msg: Msg) -> None:
-        await self._slots.acquire()
-        if self.stopped:
-            self._slots.release()
-            return
-        self.transport.stats.received += 1
-        self.spawn(_CoreDelivery(self.transport, msg))
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        super()._done(task)
-        self._slots.release()
-
-    async def stop(self, grace_s: float = 0.0) -> None:
-        """Unsubscribe; wait up to ``grace_s`` seconds for running handlers, cancel the rest."""
-        if self.stopped:
-            return
-        self.stopped = True
-        self.transport._subs.discard(self)
-        if self.sub is not None:
-            with contextlib.suppress(Exception):
-                await self.sub.unsubscribe()
-        await self.stop_handlers(grace_s)
-
-
-class _JetStreamSubscription(_Handlers, Subscription):
-    """QoS >= 1: a fetch loop on a durable pull consumer, fetching only free slots."""
-
-    def __init__(self, transport: NatsTransport, handler: DeliveryHandler, max_in_flight: int,
-                 psub: JetStreamContext.PullSubscription, stream: str, durable: str,
-                 max_deliver: int) -> None:
-        super().__init__(transport, handler, max_in_flight)
-        self.psub = psub
-        self.stream = stream
-        self.durable = durable
-        self.max_deliver = max_deliver
-        self.advisory: NatsSubscription | None = None
-        self._loop: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._loop = asyncio.create_task(self._fetch_loop(), name=f"catga-fetch-{self.durable}")
-
-    async def _fetch_loop(self) -> None:
-        backoff = 0.1
-        t = self.transport
-        while not self.stopped:
-            free = self.max_in_flight - len(self.tasks)
-            if free <= 0:
-                self.slot_free.clear()
-                await self.slot_free.wait()
-                continue
-            try:
-                msgs = await self.psub.fetch(batch=free, timeout=_FETCH_TIMEOUT_S)
-            except TimeoutError:
-                continue  # nothing to do (or reconnecting): ask again
-            except nats.errors.ConnectionClosedError:
-                if not t._closing:
-                    _log.error("fetch loop of %s/%s ends: connection closed for good",
-                               self.stream, self.durable)
-                return
-            except Exception as exc:
-                _log.warning("fetch from %s/%s failed (%r); retrying in %.1f s",
-                             self.stream, self.durable, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
-            for msg in msgs:
-                delivery = _JetStreamDelivery(t, msg, self.max_deliver)
-                t.stats.received += 1
-                if delivery.delivery_count > 1:
-                    t.stats.redelivered += 1
-                self.spawn(delivery)
-
-    async def on_max_deliveries(self, msg: Msg) -> None:
-        """Advisory: a message's last delivery expired unsettled — dead-letter it."""
-        try:
-            event = json.loads(msg.data)
-            seq, deliveries = int(event["stream_seq"]), int(event.get("deliveries", 0))
-            _, js = self.transport._client()
-            raw = await js.get_msg(self.stream, seq=seq)
-            await self.transport.dead_letter(
-                raw.subject or "", raw.headers or {}, raw.data or b"", deliveries,
-                f"max deliveries ({self.max_deliver}) reached: not settled within ack_wait")
-        except Exception as exc:
-            _log.error("could not dead-letter after max deliveries on %s/%s: %r",
-                       self.stream, self.durable, exc)
-
-    async def stop(self, grace_s: float = 0.0) -> None:
-        """Stop fetching and unsubscribe; wait up to ``grace_s`` seconds for running handlers,
-        cancel the rest (their unsettled deliveries come back after ``ack_wait_s``)."""
-        if self.stopped:
-            return
-        self.stopped = True
-        self.transport._subs.discard(self)
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.wait({self._loop})
-        await self.stop_handlers(grace_s)
-        for sub in (self.psub, self.advisory):
-            with contextlib.suppress(Exception):
-                if sub is not None:
-                    await sub.unsubscribe()

@@ -1,9 +1,9 @@
 """Routing strategies: which live node gets a message.
 
 A strategy is handed the message's routing key (or ``None``) and the nodes that discovery
-(:mod:`core.discovery`) currently lists as live, and returns one of them. Strategies keep only
-small local state (a counter, a random generator, a cached hash ring); they never talk to a
-broker and never block, so they are cheap enough to run per message.
+(:mod:`core.cluster.discovery`) currently lists as live, and returns one of them. Strategies
+keep only small local state (a counter, a random generator, a cached hash ring); they never talk
+to a broker and never block, so they are cheap enough to run per message.
 
 * :class:`RoundRobin` — cycles over the nodes in ``node_id`` order; ignores the key.
 * :class:`Random` — uniform choice from a seedable :class:`random.Random`.
