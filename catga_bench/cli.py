@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import sys
 from pathlib import Path
 
@@ -39,8 +40,37 @@ def _scenarios(directory: Path) -> list[tuple[str, str]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``catga-bench`` console script; returns the exit code."""
+#: subcommand -> (the module whose ``main(argv) -> int`` runs it, its line in --help); each
+#: command parses its own options (``catga-bench X --help``), imported only when asked for
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("catga_bench.bench.micro",
+              "micro- and embedded benchmarks, as ratios to floors measured in the same run "
+              "(catga-bench bench --help)"),
+    "bench-brokers": ("catga_bench.bench.brokers",
+                      "transports vs raw nats-py / redis-py clients, as ratios "
+                      "(catga-bench bench-brokers --help)"),
+    "dashboards": ("catga_bench.observability.dashboards",
+                   "generate the Grafana dashboards (catga-bench dashboards build [--out DIR] "
+                   "[--check])"),
+    "alerts": ("catga_bench.observability.alerts",
+               "generate the Prometheus alert rules (catga-bench alerts build [--out DIR] "
+               "[--check])"),
+    "proxy": ("catga_bench.faultproxy",
+              "TCP fault proxy speaking the Toxiproxy HTTP API (catga-bench proxy [--host H] "
+              "[--port 8474] [--config FILE])"),
+    "gate": ("catga_bench.suite.cli",
+             "the release-gating chaos suite: every scenario judged by its SLO gate, embedded "
+             "and over brokers (catga-bench gate --help)"),
+    "chaos": ("catga_bench.chaos",
+              "run chaos experiments (catga-bench chaos run FILE [--journal PATH] [--var k=v]; "
+              "experiments/ has the shipped ones)"),
+    "serve": ("catga_bench.targets.served.main",
+              "run the core as its own process behind NATS or Redis (catga-bench serve "
+              "--transport nats|redis --scenario FILE)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="catga-bench",
         description="Load, observability and chaos testing for message-driven systems built on "
@@ -50,68 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"catga-bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("bench", help="micro- and embedded benchmarks, as ratios to floors "
-                                 "measured in the same run (catga-bench bench --help)",
-                   add_help=False)
-    sub.add_parser("bench-brokers", help="transports vs raw nats-py / redis-py clients, as "
-                                         "ratios (catga-bench bench-brokers --help)",
-                   add_help=False)
-    sub.add_parser("dashboards", help="generate the Grafana dashboards "
-                                      "(catga-bench dashboards build [--out DIR] [--check])",
-                   add_help=False)
-    sub.add_parser("alerts", help="generate the Prometheus alert rules "
-                                  "(catga-bench alerts build [--out DIR] [--check])",
-                   add_help=False)
-    sub.add_parser("proxy", help="TCP fault proxy speaking the Toxiproxy HTTP API "
-                                 "(catga-bench proxy [--host H] [--port 8474] [--config FILE])",
-                   add_help=False)
-    sub.add_parser("gate", help="the release-gating chaos suite: every scenario judged by its "
-                                "SLO gate, embedded and over brokers (catga-bench gate --help)",
-                   add_help=False)
-    sub.add_parser("chaos", help="run chaos experiments (catga-bench chaos run FILE "
-                                 "[--journal PATH] [--var k=v]; experiments/ has the shipped ones)",
-                   add_help=False)
-    sub.add_parser("serve", help="run the core as its own process behind NATS or Redis "
-                                 "(catga-bench serve --transport nats|redis --scenario FILE)",
-                   add_help=False)
+    for name, (_module, help_line) in COMMANDS.items():
+        sub.add_parser(name, help=help_line, add_help=False)
     sc = sub.add_parser("scenarios", help="list the scenario files and what they test")
     sc.add_argument("--dir", default="scenarios", help="directory of locustfiles")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``catga-bench`` console script; returns the exit code."""
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command == "bench":
-        from catga_bench.bench.micro import main as bench_main
-
-        return bench_main(rest)
-    if args.command == "bench-brokers":
-        from catga_bench.bench.brokers import main as bench_brokers_main
-
-        return bench_brokers_main(rest)
-    if args.command == "dashboards":
-        from catga_bench.observability.dashboards import main as dashboards_main
-
-        return dashboards_main(rest)
-    if args.command == "proxy":
-        from catga_bench.faultproxy import main as proxy_main
-
-        return proxy_main(rest)
-    if args.command == "gate":
-        from catga_bench.suite.cli import main as gate_main
-
-        return gate_main(rest)
-    if args.command == "chaos":
-        from catga_bench.chaos import main as chaos_main
-
-        return chaos_main(rest)
-    if args.command == "serve":
-        import os
-
-        os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")  # no gevent in the core process
-        from catga_bench.targets.served.main import main as serve_main
-
-        return serve_main(rest)
-    if args.command == "alerts":
-        from catga_bench.observability.alerts import main as alerts_main
-
-        return alerts_main(rest)
+    if args.command in COMMANDS:
+        command = importlib.import_module(COMMANDS[args.command][0])
+        return int(command.main(rest))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "scenarios":
