@@ -95,9 +95,13 @@ class CoreUnderTest:
         b = plan.scenario.bulkhead
         # seeded defects pick their variant of each core object once, here (core/defects.py):
         # the clean build gets the production classes and does no extra work per message
-        self.limiter = new_limiter(b.max_concurrency, b.max_queue, name="mediator",
-                                   defects=defects)
-        self.mediator: Mediator = new_mediator(defects, limiter=self.limiter, retry=RUN_RETRY)
+        own = plan.scenario.mediator
+        if own is not None:  # the user's configured mediator is the system under test
+            self.mediator: Mediator = _own_mediator(own)
+        else:
+            limiter = new_limiter(b.max_concurrency, b.max_queue, name="mediator",
+                                  defects=defects)
+            self.mediator = new_mediator(defects, limiter=limiter, retry=RUN_RETRY)
         self.lag = LoopLagMonitor(interval_s=0.05)
         self.lag_hdr = new_hdr()
         self.calls_while_open = 0
@@ -254,6 +258,16 @@ class CoreUnderTest:
             delta = round(closes[0] - end, 3)
             worst = delta if worst is None else max(worst, delta)
         return worst
+
+
+def _own_mediator(factory: Any) -> Mediator:
+    """Call the scenario's mediator factory (once per run: the streams' handlers are
+    registered on what it returns). Raises ValueError (the run cannot start, exit 3) when it
+    does not return a :class:`~core.Mediator`."""
+    mediator = factory()
+    if not isinstance(mediator, Mediator):
+        raise ValueError(f"Scenario.mediator must return a core.Mediator, got {mediator!r}")
+    return mediator
 
 
 __all__ = ["RUN_RETRY", "CoreStream", "CoreUnderTest", "Reporter"]

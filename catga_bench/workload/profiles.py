@@ -9,8 +9,9 @@ where the work happens.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -165,6 +166,65 @@ class Failing:
 
 
 @dataclass(frozen=True, slots=True)
+class UserHandler:
+    """Your own ``async def handler(msg)``, run as the core's handler (the in-process system
+    under test: ``Stream("OrderPlaced", handlers=[my_handler, ...])``).
+
+    ``msg`` is the stream's generated message: a :class:`~core.Event` (or
+    :class:`~core.Request`) named after the stream, with its ``seq`` (int), ``message_id``,
+    ``correlation_id`` and ``qos``. What the handler does is recorded where it happens:
+    returning a failed :class:`~core.Result` or raising counts as a known failure of that
+    attempt (the core retries it at QoS >= 1 and dead-letters it when attempts run out);
+    anything else — ``None``, a value, a successful ``Result`` — counts as handled. The
+    return value and the exception go on to the core unchanged.
+    """
+
+    fn: HandlerFn
+    kind: str = "user"
+
+    def build(self, ctx: HandlerContext, stream: int, index: int) -> HandlerFn:
+        fn, handled, failed = self.fn, ctx.handled, ctx.failed
+
+        async def user(msg: Any) -> Any:
+            try:
+                result = await fn(msg)
+            except Exception:
+                failed(stream, index, msg.seq)
+                raise
+            if isinstance(result, Result) and result.error is not None:
+                failed(stream, index, msg.seq)
+            else:
+                handled(stream, index, msg.seq)
+            return result
+
+        return user
+
+
+def user_handlers(fns: Sequence[HandlerFn | HandlerSpec], stream: str) -> list[HandlerSpec]:
+    """Handler specs for a stream's ``handlers`` list: a :class:`HandlerSpec` as it is, your own
+    ``async def`` wrapped in a :class:`UserHandler` named after the function (``name_2``,
+    ``name_3``, … when a name repeats).
+
+    Raises:
+        TypeError: an entry that is neither (the message names the stream and the entry).
+    """
+    specs: list[HandlerSpec] = []
+    seen: dict[str, int] = {}
+    for i, h in enumerate(fns):
+        if isinstance(h, HandlerSpec):
+            specs.append(h)
+            continue
+        if not inspect.iscoroutinefunction(h):
+            raise TypeError(f"Stream {stream!r}: handlers[{i}] must be a HandlerSpec or an "
+                            f"async def handler(msg), got {h!r}")
+        base = getattr(h, "__name__", f"handler{i}")
+        seen[base] = seen.get(base, 0) + 1
+        name = base if seen[base] == 1 else f"{base}_{seen[base]}"
+        specs.append(HandlerSpec(name, UserHandler(h)))
+    return specs
+
+
+@dataclass(frozen=True, slots=True)
 class HandlerSpec:
     """One handler of a stream: its profile, and the resilience settings the core applies."""
 
@@ -200,4 +260,4 @@ def uniform(count: int, profile: Profile, prefix: str = "h") -> list[HandlerSpec
 
 
 __all__ = ["Cpu", "Failing", "Fast", "HandlerContext", "HandlerSpec", "Io", "Profile", "Slow",
-           "mixed", "uniform"]
+           "UserHandler", "mixed", "uniform", "user_handlers"]

@@ -8,14 +8,19 @@ handler count (``--rate``, ``--qos``, ``--handlers``).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from catga_bench.workload.profiles import HandlerSpec
+from catga_bench.workload.profiles import HandlerFn, HandlerSpec, user_handlers
 from catga_bench.workload.slo import SLOTargets
 
+if TYPE_CHECKING:
+    from core import Mediator
+
 HandlerFactory = Callable[[int], list[HandlerSpec]]
+MediatorFactory = Callable[[], "Mediator"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,10 @@ class Stream:
     Attributes:
         name: the message type's name (metrics label, report key).
         kind: ``"event"`` (publish, fan-out) or ``"request"`` (send, one handler).
-        handlers: fixed handler list, or a factory taking the handler count.
+        handlers: fixed handler list — :class:`HandlerSpec` entries (synthetic profiles) and
+            your own ``async def handler(msg)`` callables (the in-process system under test,
+            :class:`~catga_bench.workload.profiles.UserHandler`) — or one ``async def``, or a
+            factory taking the handler count.
         count: handler count for a factory (``--handlers`` overrides it).
         share: relative share of the offered rate.
         slo: whether this stream's latency counts for the latency and error-ratio targets.
@@ -47,7 +55,7 @@ class Stream:
 
     name: str
     kind: Literal["event", "request"] = "event"
-    handlers: Sequence[HandlerSpec] | HandlerFactory = ()
+    handlers: Sequence[HandlerSpec | HandlerFn] | HandlerFactory | HandlerFn = ()
     count: int | None = None
     share: float = 1.0
     slo: bool = True
@@ -61,11 +69,19 @@ class Stream:
                              f"got {self.qos!r}")
 
     def handler_specs(self, count_override: int | None = None) -> list[HandlerSpec]:
-        """The concrete handlers (a factory is called with the count)."""
-        if callable(self.handlers):
+        """The concrete handlers (a factory is called with the count; your own ``async def``
+        handlers are wrapped, see :func:`~catga_bench.workload.profiles.user_handlers`).
+
+        Raises:
+            TypeError: an entry is neither a HandlerSpec nor an ``async def``.
+        """
+        handlers: Any = self.handlers
+        if inspect.iscoroutinefunction(handlers):
+            return user_handlers([handlers], self.name)
+        if callable(handlers):
             n = count_override if count_override is not None else (self.count or 1)
-            return self.handlers(n)
-        return list(self.handlers)
+            return list(handlers(n))
+        return user_handlers(list(handlers), self.name)
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,12 @@ class Scenario:
         slo: default targets (overridden by ``--slo-file`` then ``--slo-*`` options).
         duplicate_ratio: share of messages the generator sends twice with the same id (to
             exercise deduplication; duplicates handled must stay 0 at QoS 2).
+        mediator: your own configured mediator, as a factory called once per run
+            (``lambda: Mediator(limiter=..., retry=...)``): its limiter, retries, idempotency
+            store and dead letters are what is tested, and the scenario's ``bulkhead`` is not
+            used (a stream's own ``bulkhead`` still is). None: the reference core's (the
+            scenario's bulkhead, 3 attempts with backoff). Seeded defects apply only to the
+            reference core's.
         description: one line for ``--help`` and reports.
     """
 
@@ -92,6 +114,7 @@ class Scenario:
     slo: SLOTargets = field(default_factory=SLOTargets)
     duplicate_ratio: float = 0.0
     description: str = ""
+    mediator: MediatorFactory | None = None
 
     def with_overrides(self, *, rate: float | None = None, qos: int | None = None) -> Scenario:
         """A copy with command-line overrides applied."""
