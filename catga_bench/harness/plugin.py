@@ -387,6 +387,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         options = parse_options(environment.parsed_options)
         defects_from_env()  # an unknown CATGA_BENCH_DEFECTS name is a usage error (exit 2)
         harness = Harness(environment, options, scenario, name)
+        RunPlan.of(harness.scenario, options.handlers)  # a bad stream is a usage error too
     except ConfigError as exc:
         _fail_usage(str(exc))
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from catga_bench.errors import ConfigError
 from catga_bench.workload.profiles import Failing, HandlerSpec
 from catga_bench.workload.scenario import Scenario, Stream
 
@@ -48,7 +49,8 @@ class RunPlan:
     """The streams of ``scenario`` with ``--handlers`` applied.
 
     Raises:
-        ValueError: a request stream without exactly one handler.
+        ConfigError: a request stream without exactly one handler, or a handler entry that is
+            neither a HandlerSpec nor an ``async def``.
     """
 
     scenario: Scenario
@@ -62,7 +64,8 @@ class RunPlan:
         for i, spec in enumerate(scenario.streams):
             handlers = tuple(spec.handler_specs(handler_count))
             if spec.kind == "request" and len(handlers) != 1:
-                raise ValueError(f"request stream {spec.name!r} needs exactly one handler")
+                raise ConfigError(f"request stream {spec.name!r} needs exactly one handler, "
+                                  f"got {len(handlers)}")
             qos = scenario.qos if spec.qos is None else spec.qos
             streams.append(StreamPlan(i, spec, handlers, int(qos)))
         return cls(scenario, tuple(streams), handler_count)

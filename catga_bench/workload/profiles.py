@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from catga_bench.errors import ConfigError
 from core import BreakerConfig, CircuitState, Result
 
 
@@ -206,7 +207,7 @@ def user_handlers(fns: Sequence[HandlerFn | HandlerSpec], stream: str) -> list[H
     ``name_3``, … when a name repeats).
 
     Raises:
-        TypeError: an entry that is neither (the message names the stream and the entry).
+        ConfigError: an entry that is neither (the message names the stream and the entry).
     """
     specs: list[HandlerSpec] = []
     seen: dict[str, int] = {}
@@ -215,7 +216,7 @@ def user_handlers(fns: Sequence[HandlerFn | HandlerSpec], stream: str) -> list[H
             specs.append(h)
             continue
         if not inspect.iscoroutinefunction(h):
-            raise TypeError(f"Stream {stream!r}: handlers[{i}] must be a HandlerSpec or an "
+            raise ConfigError(f"Stream {stream!r}: handlers[{i}] must be a HandlerSpec or an "
                             f"async def handler(msg), got {h!r}")
         base = getattr(h, "__name__", f"handler{i}")
         seen[base] = seen.get(base, 0) + 1

@@ -73,7 +73,7 @@ class Stream:
         handlers are wrapped, see :func:`~catga_bench.workload.profiles.user_handlers`).
 
         Raises:
-            TypeError: an entry is neither a HandlerSpec nor an ``async def``.
+            ConfigError: an entry is neither a HandlerSpec nor an ``async def``.
         """
         handlers: Any = self.handlers
         if inspect.iscoroutinefunction(handlers):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from catga_bench.errors import ConfigError
 from catga_bench.generator.generator import Generator
 from catga_bench.judge.gate import RunFacts, build_report
 from catga_bench.targets.embedded import EmbeddedTarget
@@ -101,7 +102,7 @@ def test_bad_handler_entries_and_mediators_are_clear_errors() -> None:
     def not_async(msg: Any) -> None:
         return None
 
-    with pytest.raises(TypeError, match=r"Stream 'Bad': handlers\[1\] must be a HandlerSpec"):
+    with pytest.raises(ConfigError, match=r"Stream 'Bad': handlers\[1\] must be a HandlerSpec"):
         Stream("Bad", handlers=[record_order, not_async]).handler_specs()
     scenario = Scenario("bad", rate=10, streams=[Stream("Ev", handlers=[record_order])],
                         mediator=lambda: "not a mediator")  # type: ignore[arg-type,return-value]
