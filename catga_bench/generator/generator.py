@@ -30,6 +30,8 @@ from catga_bench.generator.payload import (
     GeneratorTotals,
     HandlerTotals,
     LedgerTotals,
+    OutputSample,
+    OutputTotals,
     RunPayload,
     StreamTotals,
 )
@@ -43,6 +45,10 @@ from core import BucketHistogram, ErrorCode, FanoutOutcome, Result
 
 log = logging.getLogger("catga.bench")
 
+#: outputs of a black-box system that complete nothing (docs/sut.md)
+OUTPUT_CLASSES = ("late", "unexpected", "nonconformant")
+#: how many such outputs the report keeps, with their reason
+MAX_OUTPUT_SAMPLES = 10
 #: gauges of the system under test that replace the generator's own (per second)
 SYSTEM_GAUGES = ("queue_depth", "breaker_open", "loop_lag_ms")
 
@@ -92,6 +98,8 @@ class Generator:
         self.rates: dict[int, float] = {}
         self.pending: dict[tuple[int, int], tuple[float, float]] = {}
         self.redeliveries = 0
+        self.output_counts: Counter[str] = Counter({k: 0 for k in OUTPUT_CLASSES})
+        self.output_samples: list[OutputSample] = []
         self.max_behind_s = 0.0
         self.behind_s = 0.0
         self.dropped_sends = 0
@@ -217,6 +225,17 @@ class Generator:
     def gauge(self, name: str, value: float) -> None:
         self.timeline.gauge(int(time.time()), name, value)
 
+    def output_class(self, kind: str, channel: str, correlation_id: str | None,
+                     reason: str) -> None:
+        if kind not in OUTPUT_CLASSES:
+            raise ValueError(f"output class must be one of {', '.join(OUTPUT_CLASSES)}, "
+                             f"got {kind!r}")
+        self.output_counts[kind] += 1
+        if len(self.output_samples) < MAX_OUTPUT_SAMPLES:
+            self.output_samples.append(OutputSample(
+                kind=kind, channel=channel, correlation_id=correlation_id, reason=reason,
+                at_s=round(self.elapsed_s(), 3)))
+
     def completed(self, stream: int, seq: int, result: Result[Any]) -> bool:
         timing = self.pending.pop((stream, seq), None)
         if timing is None:
@@ -307,7 +326,8 @@ class Generator:
             timeline=self.timeline.to_dict(),
             generator=GeneratorTotals(max_behind_s=round(self.max_behind_s, 4),
                                       dropped_sends=self.dropped_sends),
-            rss_mb=self.probe.rss(), cpu_s=self.probe.cpu())
+            rss_mb=self.probe.rss(), cpu_s=self.probe.cpu(),
+            outputs=OutputTotals(**self.output_counts, samples=list(self.output_samples)))
 
     def _overlay(self, system_rows: dict[str, Any]) -> None:
         """Gauges measured inside the system (queue depth, open breakers, loop lag) replace

@@ -73,6 +73,33 @@ class GeneratorTotals(_Figures):
     dropped_sends: int = 0
 
 
+class OutputSample(_Figures):
+    """One output of a black-box system that completed nothing (or failed its schema)."""
+
+    kind: str  # late | unexpected | nonconformant
+    channel: str
+    correlation_id: str | None = None
+    reason: str = ""
+    at_s: float = 0.0  # seconds into the run
+
+
+class OutputTotals(_Figures):
+    """Outputs of a black-box system by class (docs/sut.md): ``late`` (after its message was
+    counted lost), ``unexpected`` (no message of this run), ``nonconformant`` (fails its
+    schema); ``samples``: the first few, with their reason."""
+
+    late: int = 0
+    unexpected: int = 0
+    nonconformant: int = 0
+    samples: list[OutputSample] = Field(default_factory=list)
+
+    def add(self, other: OutputTotals, keep: int = 10) -> None:
+        self.late += other.late
+        self.unexpected += other.unexpected
+        self.nonconformant += other.nonconformant
+        self.samples = [*self.samples, *other.samples][:keep]
+
+
 class RunPayload(CoreFigures):
     """What one load generator (or, merged, a whole run) measured, with what the system
     reported (:class:`~catga_bench.targets.base.CoreFigures`: rejected, timeouts, retries,
@@ -87,6 +114,7 @@ class RunPayload(CoreFigures):
     generator: GeneratorTotals = Field(default_factory=GeneratorTotals)
     rss_mb: dict[str, float] = Field(default_factory=dict)
     cpu_s: dict[str, float] = Field(default_factory=dict)
+    outputs: OutputTotals = Field(default_factory=OutputTotals)
     sent_per_generator: list[int] = Field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +143,7 @@ class RunPayload(CoreFigures):
                 cur.handled += h.handled
                 cur.failed += h.failed
             out.ledger.add(p.ledger)
+            out.outputs.add(p.outputs)
             for code, n in p.errors.items():
                 out.errors[code] = out.errors.get(code, 0) + n
             out.rejected += p.rejected
@@ -184,5 +213,5 @@ def merge_breakers(a: BreakerFigures | None, b: BreakerFigures) -> BreakerFigure
     )
 
 
-__all__ = ["GeneratorTotals", "HandlerTotals", "LedgerTotals", "RunPayload", "StreamTotals",
-           "merge_breakers"]
+__all__ = ["GeneratorTotals", "HandlerTotals", "LedgerTotals", "OutputSample", "OutputTotals",
+           "RunPayload", "StreamTotals", "merge_breakers"]

@@ -29,6 +29,9 @@ SLO_OPTIONS: dict[str, tuple[str, type]] = {
     "slo_max_loop_lag_p99_ms": ("max_loop_lag_p99_ms", float),
     "slo_min_timeouts": ("min_timeouts", int),
     "slo_min_rejected": ("min_rejected", int),
+    "slo_max_late": ("max_late", int),
+    "slo_max_unexpected": ("max_unexpected", int),
+    "slo_max_nonconformant": ("max_nonconformant", int),
 }
 
 
@@ -80,6 +83,12 @@ def add_arguments(parser: Any) -> None:
                    help="Handler timeouts at least")
     g.add_argument("--slo-min-rejected", default=None, metavar="N",
                    help="Backpressure rejections at least")
+    g.add_argument("--slo-max-late", default=None, metavar="N",
+                   help="Black box: outputs after their message was counted lost, at most")
+    g.add_argument("--slo-max-unexpected", default=None, metavar="N",
+                   help="Black box: outputs matching no message of the run, at most")
+    g.add_argument("--slo-max-nonconformant", default=None, metavar="N",
+                   help="Black box: outputs failing their message's schema, at most")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ from catga_bench.generator.timeline import Timeline
 from catga_bench.observability.hdr import decode_hdr, new_hdr
 from catga_bench.workload.slo import SLOTargets
 
+#: the report's ``sut`` for the reference core (embedded or served)
+CORE_SUT: dict[str, Any] = {"kind": "core", "spec": None, "channels": []}
+
 
 @dataclass
 class RunFacts:
@@ -31,6 +34,8 @@ class RunFacts:
         started_at_s, steady_at_s, stopped_at_s: Unix seconds: start, all users spawned, stop.
         workers: load-generator processes expected to report.
         environment_failures: reasons the run is not valid (exit 3), added by the harness.
+        sut: the system under test: ``kind`` (``core``, ``asyncapi``), ``spec`` (the
+            document's path, or None), ``channels`` (what the harness published to and read).
     """
 
     scenario: str
@@ -44,6 +49,7 @@ class RunFacts:
     environment_failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    sut: dict[str, Any] = field(default_factory=lambda: dict(CORE_SUT))
 
 
 def _percentiles_ms(h: HdrHistogram) -> dict[str, float | None]:
@@ -126,6 +132,7 @@ def build_report(merged: RunPayload, facts: RunFacts,
     latency = _percentiles_ms(slo_hdr)
     report: dict[str, Any] = {
         "scenario": facts.scenario,
+        "sut": facts.sut,
         "transport": facts.transport,
         "qos": facts.qos,
         "started_at": _iso(facts.started_at_s),
@@ -147,6 +154,10 @@ def build_report(merged: RunPayload, facts: RunFacts,
         "duplicates": ledger.duplicates,
         "lost_by_qos": lost_by_qos,
         "duplicates_by_qos": dups_by_qos,
+        "late": merged.outputs.late,
+        "unexpected": merged.outputs.unexpected,
+        "nonconformant": merged.outputs.nonconformant,
+        "output_samples": [s.model_dump() for s in merged.outputs.samples],
         "redeliveries": ledger.redeliveries,
         "undrained": ledger.undrained,
         "dead_lettered": merged.dead_lettered,
@@ -274,6 +285,13 @@ def evaluate(report: dict[str, Any], t: SLOTargets) -> list[dict[str, Any]]:
         "recovery to breaker closed")
     add("calls_while_open", t.max_calls_while_open, breaker.get("calls_while_open"), "<=", "",
         "handler calls while its breaker was open")
+    if (report.get("sut") or CORE_SUT).get("kind") != "core":  # outputs read back
+        add("late", t.max_late, report.get("late"), "<=", "",
+            "outputs after their message was counted lost")
+        add("unexpected", t.max_unexpected, report.get("unexpected"), "<=", "",
+            "outputs that match no message of the run")
+        add("nonconformant", t.max_nonconformant, report.get("nonconformant"), "<=", "",
+            "outputs that fail their message's schema")
     return rows
 
 

@@ -78,6 +78,15 @@ class OutcomeSink(Protocol):
         ``loop_lag_ms``; the names of :data:`catga_bench.generator.timeline.GAUGES`)."""
         ...
 
+    def output_class(self, kind: str, channel: str, correlation_id: str | None,
+                     reason: str) -> None:
+        """An output of a black-box system that completes nothing: ``late`` (its message was
+        already counted lost), ``unexpected`` (its correlation id matches no message, or it
+        has none) or ``nonconformant`` (it fails its message's schema; it may still complete
+        its message). Counted in the report under that name; the first few are kept with
+        ``reason`` (docs/sut.md)."""
+        ...
+
 
 
 class BreakerFigures(BaseModel):

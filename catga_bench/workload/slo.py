@@ -19,7 +19,9 @@ class SLOTargets(BaseModel):
     """The targets a run is judged by. Latencies in milliseconds, from the intended send time.
 
     ``max_lost`` applies at QoS >= 1 and ``max_duplicates`` at QoS 2 (at QoS 0 loss is reported,
-    not gated). Breaker targets apply when the run has breakers.
+    not gated). Breaker targets apply when the run has breakers; ``max_late``,
+    ``max_unexpected`` and ``max_nonconformant`` when the system under test is a black box
+    (its outputs are read back: docs/sut.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,6 +46,12 @@ class SLOTargets(BaseModel):
         None, gt=0, description="seconds from recovery to the breaker closing, at most")
     max_calls_while_open: int | None = Field(
         None, ge=0, description="handler calls while its breaker was open, at most")
+    max_late: int | None = Field(
+        0, ge=0, description="outputs after their message was counted lost (black box)")
+    max_unexpected: int | None = Field(
+        0, ge=0, description="outputs that match no message of the run (black box)")
+    max_nonconformant: int | None = Field(
+        0, ge=0, description="outputs that fail their message's schema (black box)")
     max_generator_shortfall: float = Field(
         0.05, ge=0, lt=1, description="sent rate may fall short of offered by this ratio")
 

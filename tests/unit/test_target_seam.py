@@ -24,8 +24,9 @@ class ScriptedTarget(Target):
 
     name = "scripted"
 
-    def __init__(self, lose_every: int = 0) -> None:
+    def __init__(self, lose_every: int = 0, stray_every: int = 0) -> None:
         self.lose_every = lose_every
+        self.stray_every = stray_every  # an output nobody asked for, every N messages
 
     async def open(self, plan: RunPlan, sink: OutcomeSink) -> None:
         self.plan, self.sink = plan, sink
@@ -35,12 +36,15 @@ class ScriptedTarget(Target):
             if not (h == 1 and self.lose_every and seq % self.lose_every == 0):
                 self.sink.handled(stream, h, seq)
         self.sink.completed(stream, seq, Result.success(None))
+        if self.stray_every and seq % self.stray_every == 0:
+            self.sink.output_class("unexpected", "orders.confirmed", f"x-{seq}", "no such id")
 
     async def close(self, drain_timeout_s: float) -> SystemFigures:
         return SystemFigures()
 
 
-def _judged(target: Target, rate: float = 400.0) -> dict[str, Any]:
+def _judged(target: Target, rate: float = 400.0,
+            sut: dict[str, Any] | None = None) -> dict[str, Any]:
     scenario = Scenario(name="seam", rate=rate, qos=1, streams=[Stream("Ev", handlers=[
         HandlerSpec("a", profiles.Fast()), HandlerSpec("b", profiles.Fast())])])
 
@@ -53,6 +57,8 @@ def _judged(target: Target, rate: float = 400.0) -> dict[str, Any]:
         stopped = time.time()
         payload = await generator.finish()
         facts = RunFacts("seam", target.name, 1, rate, started, None, stopped)
+        if sut is not None:
+            facts.sut = sut
         return build_report(payload, facts, SLOTargets(p99_ms=50.0))
 
     return asyncio.run(run())
@@ -93,3 +99,19 @@ def test_draining_counts_idle_time_from_the_start_of_the_wait() -> None:
         return time.perf_counter() - t
 
     assert 0.3 <= asyncio.run(wait()) < 2.0
+
+
+def test_outputs_that_complete_nothing_are_counted_and_fail_a_black_box_run() -> None:
+    black_box = {"kind": "asyncapi", "spec": "orders.yaml", "channels": ["orders.confirmed"]}
+    report = _judged(ScriptedTarget(stray_every=100), sut=black_box)
+    assert report["sut"] == black_box
+    assert report["unexpected"] == (report["sent"] + 99) // 100
+    assert report["output_samples"][0] == {"kind": "unexpected", "channel": "orders.confirmed",
+                                           "correlation_id": "x-0", "reason": "no such id",
+                                           "at_s": report["output_samples"][0]["at_s"]}
+    assert len(report["output_samples"]) == min(10, report["unexpected"])
+    assert report["exit_code"] == EXIT_FAIL
+    assert [r["name"] for r in report["slo"] if not r["passed"]] == ["unexpected"]
+    # the reference core has no outputs to read back: the same counts are not its targets
+    core = _judged(ScriptedTarget(stray_every=100))
+    assert core["sut"]["kind"] == "core" and core["exit_code"] == EXIT_PASS
