@@ -15,6 +15,8 @@ from catga_bench.errors import ConfigError
 from catga_bench.workload.slo import SLOTargets, load_slo_file, parse_targets
 
 TRANSPORTS = ("embedded", "nats", "redis")
+#: systems under test (--sut): the reference core, or a black box described by AsyncAPI
+SUTS = ("core", "asyncapi")
 DEFAULT_URLS = {"nats": "nats://127.0.0.1:4222", "redis": "redis://127.0.0.1:6379"}
 
 #: --slo-* options -> SLOTargets field and value type
@@ -45,6 +47,13 @@ def add_arguments(parser: Any) -> None:
                    help="Where the core runs: embedded (in this process), or nats / redis (a "
                         "separate `catga-bench serve --transport X` process, over the broker). "
                         "Default: embedded")
+    g.add_argument("--sut", default=None, metavar="KIND",
+                   help="The system under test: core (the reference core, embedded or served "
+                        "with --transport) or asyncapi (any service, a black box described by "
+                        "--sut-spec; docs/sut.md). Default: the scenario's (core)")
+    g.add_argument("--sut-spec", default=None, metavar="FILE",
+                   help="The AsyncAPI 3 document of an --sut asyncapi service (default: the "
+                        "scenario's)")
     g.add_argument("--nats-url", default=None, metavar="URL",
                    help="NATS server for --transport nats. Default: $CATGA_NATS_URL or "
                         "nats://127.0.0.1:4222")
@@ -103,6 +112,9 @@ class RunOptions:
     report_dir: str | None
     metrics_port: int
     slo_overrides: dict[str, Any]
+    sut: str | None = None  # None: the scenario's
+    sut_spec: str | None = None  # None: the scenario's
+    nats_url: str | None = None  # an explicit --nats-url / CATGA_NATS_URL, else None
 
 
 def _number(option: str, raw: str, kind: type, *, minimum: float, strict: bool) -> Any:
@@ -171,5 +183,20 @@ def parse_options(ns: Any) -> RunOptions:
         parse_targets({field: value}, source=option)  # its own range (ratio <= 1, > 0, ...)
         overrides[field] = value
     SLOTargets().merged(overrides)  # validate ranges now (ratio <= 1, ...)
+    sut, sut_spec = _sut(ns)
+    nats_url = getattr(ns, "nats_url", None) or os.environ.get("CATGA_NATS_URL")
     return RunOptions(transport, broker_url, rate_v, qos_v, handlers_v,
-                      getattr(ns, "report_dir", None), port, overrides)
+                      getattr(ns, "report_dir", None), port, overrides, sut, sut_spec,
+                      nats_url)
+
+
+def _sut(ns: Any) -> tuple[str | None, str | None]:
+    """``--sut`` and ``--sut-spec``. Raises ConfigError: an unknown kind, or a spec file that
+    does not exist."""
+    sut = getattr(ns, "sut", None) or None
+    if sut is not None and sut not in SUTS:
+        raise ConfigError(f"--sut: {sut!r} is not supported; allowed: {', '.join(SUTS)}")
+    spec = getattr(ns, "sut_spec", None) or None
+    if spec is not None and not os.path.isfile(spec):
+        raise ConfigError(f"--sut-spec: no such file: {spec}")
+    return sut, spec

@@ -31,7 +31,7 @@ from catga_bench.generator.generator import Generator
 from catga_bench.generator.payload import RunPayload
 from catga_bench.harness.bridge import BridgeError, LoopThread
 from catga_bench.harness.options import RunOptions, add_arguments, parse_options
-from catga_bench.judge.gate import RunFacts, build_report
+from catga_bench.judge.gate import CORE_SUT, RunFacts, build_report
 from catga_bench.targets.base import Target, TargetUnavailable
 from catga_bench.targets.defects import defects_from_env
 from catga_bench.workload.plan import RunPlan
@@ -61,7 +61,8 @@ class Harness:
         self.env = environment
         self.options = options
         self.base_scenario = scenario
-        base = scenario.with_overrides(rate=options.rate, qos=options.qos)
+        base = scenario.with_overrides(rate=options.rate, qos=options.qos, sut=options.sut,
+                                       sut_spec=options.sut_spec)
         self.scenario = base
         self.scenario_name = scenario_name
         self.targets = base.slo.merged(options.slo_overrides)
@@ -104,13 +105,15 @@ class Harness:
             except ConfigError as exc:
                 self.start_error = f"options from the master are invalid: {exc}"
                 return
-            self.scenario = self.base_scenario.with_overrides(rate=self.options.rate,
+            self.scenario = self.base_scenario.with_overrides(sut=self.options.sut,
+                                                               sut_spec=self.options.sut_spec,
+                                                               rate=self.options.rate,
                                                                qos=self.options.qos)
         try:
             self.bridge = LoopThread()
             self.bridge.start()
-            generator = Generator(RunPlan.of(self.scenario, self.options.handlers),
-                                  self._target())
+            plan = RunPlan.of(self.scenario, self.options.handlers)
+            generator = Generator(plan, self._target(plan))
 
             async def create() -> Generator:
                 await generator.start()
@@ -139,8 +142,12 @@ class Harness:
             self._start_metrics()
         gevent.spawn(self._pump_logs_forever)
 
-    def _target(self) -> Target:
-        """The system under test that ``--transport`` names."""
+    def _target(self, plan: RunPlan) -> Target:
+        """The system under test that ``--sut`` and ``--transport`` name."""
+        if plan.spec is not None:
+            from catga_bench.targets.asyncapi import AsyncApiTarget
+
+            return AsyncApiTarget(plan.spec, url=self.options.nats_url)
         if self.options.transport == "embedded":
             from catga_bench.targets.embedded import EmbeddedTarget
 
@@ -289,9 +296,10 @@ class Harness:
         good, failures = read_payloads(payloads)
         env_failures += failures
         merged = RunPayload.merge(good) if good else RunPayload()
+        sut = self._sut_facts()
         facts = RunFacts(
             scenario=self.scenario_name,
-            transport=self.options.transport,
+            transport="nats" if sut["kind"] == "asyncapi" else self.options.transport,
             qos=self.scenario.qos,
             offered_rate=self.scenario.rate,
             started_at_s=self.started_at,
@@ -300,6 +308,7 @@ class Harness:
             workers=workers,
             environment_failures=env_failures,
             environment=_environment_facts(),
+            sut=sut,
         )
         self.report = build_report(merged, facts, self.targets)
         self.exit_code = self.report["exit_code"]
@@ -309,6 +318,16 @@ class Harness:
             log.exception("catga-bench: could not write the report")
             self.report["verdict"] += f" (report not written: {exc})"
             self.exit_code = EXIT_ENVIRONMENT
+
+    def _sut_facts(self) -> dict[str, Any]:
+        """The report's ``sut``: kind, the AsyncAPI document's path, the channels used."""
+        if self.scenario.sut != "asyncapi":
+            return dict(CORE_SUT)
+        try:
+            channels = RunPlan.of(self.scenario).channels()
+        except ConfigError:
+            channels = []
+        return {"kind": "asyncapi", "spec": self.scenario.sut_spec, "channels": channels}
 
     def write_report(self) -> None:
         from catga_bench.judge.report import write_reports

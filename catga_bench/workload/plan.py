@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from catga_bench.errors import ConfigError
-from catga_bench.workload.profiles import Failing, HandlerSpec
+from catga_bench.workload.asyncapi import SutSpec, load_spec
+from catga_bench.workload.profiles import External, Failing, HandlerSpec
 from catga_bench.workload.scenario import Scenario, Stream
 
 
@@ -56,10 +57,14 @@ class RunPlan:
     scenario: Scenario
     streams: tuple[StreamPlan, ...]
     handler_count: int | None = None
+    spec: SutSpec | None = None  # the AsyncAPI document of a black-box system
 
     @classmethod
     def of(cls, scenario: Scenario, handler_count: int | None = None) -> RunPlan:
-        """Resolve ``scenario`` (its QoS is the default of every stream without one)."""
+        """Resolve ``scenario`` (its QoS is the default of every stream without one); for a
+        black box (``sut="asyncapi"``) the one stream comes from its document."""
+        if scenario.sut == "asyncapi":
+            return cls._of_spec(scenario)
         streams = []
         for i, spec in enumerate(scenario.streams):
             handlers = tuple(spec.handler_specs(handler_count))
@@ -69,6 +74,31 @@ class RunPlan:
             qos = scenario.qos if spec.qos is None else spec.qos
             streams.append(StreamPlan(i, spec, handlers, int(qos)))
         return cls(scenario, tuple(streams), handler_count)
+
+    @classmethod
+    def _of_spec(cls, scenario: Scenario) -> RunPlan:
+        """One stream: the input operation's message, a ledger column per output operation.
+
+        Raises:
+            ConfigError: no spec given, or the document is not a usable AsyncAPI 3 subset.
+        """
+        if not scenario.sut_spec:
+            raise ConfigError("--sut asyncapi needs the service's AsyncAPI document: "
+                              "--sut-spec FILE (or Scenario(sut_spec=...))")
+        spec = load_spec(scenario.sut_spec)
+        op = spec.input_operation()
+        name = op.messages[0].name if op.messages else op.id
+        handlers = tuple(HandlerSpec(o.id, External()) for o in spec.output_operations())
+        qos = spec.bench.qos if spec.bench.qos is not None else scenario.qos
+        stream = Stream(name, handlers=list(handlers), qos=qos)
+        return cls(scenario, (StreamPlan(0, stream, handlers, int(qos)),), None, spec)
+
+    def channels(self) -> list[str]:
+        """What a black-box run publishes to and reads (empty for the reference core)."""
+        if self.spec is None:
+            return []
+        return [self.spec.input_operation().channel.address,
+                *(o.channel.address for o in self.spec.output_operations())]
 
     @property
     def qos(self) -> int:

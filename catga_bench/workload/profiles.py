@@ -201,6 +201,18 @@ class UserHandler:
         return user
 
 
+@dataclass(frozen=True, slots=True)
+class External:
+    """A handler that runs inside a black-box system: one output operation of its AsyncAPI
+    document (a ledger column: the operation's output for a message is its handling)."""
+
+    kind: str = "external"
+
+    def build(self, ctx: HandlerContext, stream: int, index: int) -> HandlerFn:
+        raise ConfigError("an external handler runs in the system under test, not in the "
+                          "reference core (use --sut asyncapi with its --sut-spec)")
+
+
 def user_handlers(fns: Sequence[HandlerFn | HandlerSpec], stream: str) -> list[HandlerSpec]:
     """Handler specs for a stream's ``handlers`` list: a :class:`HandlerSpec` as it is, your own
     ``async def`` wrapped in a :class:`UserHandler` named after the function (``name_2``,
@@ -260,5 +272,5 @@ def uniform(count: int, profile: Profile, prefix: str = "h") -> list[HandlerSpec
     return [HandlerSpec(f"{prefix}{i:03d}_{profile.kind}", profile) for i in range(count)]
 
 
-__all__ = ["Cpu", "Failing", "Fast", "HandlerContext", "HandlerSpec", "Io", "Profile", "Slow",
-           "UserHandler", "mixed", "uniform", "user_handlers"]
+__all__ = ["Cpu", "External", "Failing", "Fast", "HandlerContext", "HandlerSpec", "Io",
+           "Profile", "Slow", "UserHandler", "mixed", "uniform", "user_handlers"]

@@ -103,6 +103,11 @@ class Scenario:
             used (a stream's own ``bulkhead`` still is). None: the reference core's (the
             scenario's bulkhead, 3 attempts with backoff). Seeded defects apply only to the
             reference core's.
+        sut: the system under test: ``"core"`` (the reference core, with your handlers if
+            the streams name them) or ``"asyncapi"``: a black box described by the AsyncAPI 3
+            document ``sut_spec`` (a path), whose input and output operations make the run's
+            one stream (``streams`` is then ignored; docs/sut.md). ``--sut`` and
+            ``--sut-spec`` override both.
         description: one line for ``--help`` and reports.
     """
 
@@ -115,11 +120,16 @@ class Scenario:
     duplicate_ratio: float = 0.0
     description: str = ""
     mediator: MediatorFactory | None = None
+    sut: Literal["core", "asyncapi"] = "core"
+    sut_spec: str | None = None
 
-    def with_overrides(self, *, rate: float | None = None, qos: int | None = None) -> Scenario:
+    def with_overrides(self, *, rate: float | None = None, qos: int | None = None,
+                       sut: str | None = None, sut_spec: str | None = None) -> Scenario:
         """A copy with command-line overrides applied."""
         return replace(
             self,
             rate=self.rate if rate is None else rate,
             qos=self.qos if qos is None else qos,
+            sut=self.sut if sut is None else sut,  # type: ignore[arg-type]
+            sut_spec=self.sut_spec if sut_spec is None else sut_spec,
         )

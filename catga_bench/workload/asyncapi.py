@@ -1,0 +1,639 @@
+"""Read a system under test (SUT) described as a black box by an AsyncAPI 3 document.
+
+:func:`load_spec` reads a YAML or JSON file into a :class:`SutSpec`. AsyncAPI operations describe
+the *application's* behaviour: ``action: receive`` means the service consumes that channel (the
+harness publishes there: the INPUT); ``action: send`` means the service emits there (the harness
+subscribes: the OUTPUTS).
+
+The subset read (everything else in the document is ignored):
+
+- ``asyncapi``: must be ``3.x``.
+- ``info.title`` and ``info.version`` (strings).
+- ``servers.NAME``: ``protocol`` (``nats``, ``redis``, ``http`` or ``https``), ``host``
+  (``host:port``, no scheme, no ``{variables}``) and optional ``pathname`` (``/...``).
+- ``channels.ID``: ``address`` (required here, a fixed subject / stream key / path without
+  ``{parameters}``) and ``messages`` (a map of Message Objects or refs to them).
+- ``operations.ID``: ``action`` (``send`` | ``receive``), ``channel`` (``$ref`` to
+  ``#/channels/ID``) and optional ``messages`` (refs to a subset of the channel's messages; when
+  absent, the operation carries all of the channel's messages).
+- Message Objects: optional ``name``; ``payload`` (a JSON Schema, or a Multi Format Schema Object
+  whose ``schemaFormat`` is an AsyncAPI or JSON Schema format), checked to be valid JSON Schema;
+  ``correlationId.location``: ``$message.header#/NAME`` or ``$message.payload#/json/pointer``.
+  The input message and every output message must declare a ``correlationId``: the harness stamps
+  the id at the input's location and reads it back at each output's location.
+- ``$ref`` is followed only inside the document (``#/...``), recursively (refs to refs, refs
+  inside payload schemas, which are inlined); an external ref or a ref cycle is an error.
+
+The top-level ``x-catga-bench`` object (optional; an unknown key is an error):
+
+- ``input``: the operation id of the input, a ``receive`` operation. Default: the only
+  ``receive`` operation (an error when there are several).
+- ``outputs``: the operation ids that complete a message, ``send`` operations. Default: every
+  ``send`` operation, in document order.
+- ``payload``: the input payload template, a JSON object stored as written (strings may contain
+  ``{seq}``, ``{uuid}``, ``{now_ms}``; a list means "choose one at random"). Default: ``{}``.
+- ``qos``: 0, 1 or 2, the QoS of the input publish. Default: none (the run's own setting).
+- ``jetstream``: ``{stream, durable}``, the service's JetStream stream holding the input subject
+  and its durable consumer name (informational). Default: none.
+
+Every problem raises :class:`~catga_bench.errors.ConfigError` with one line naming the file, the
+JSON pointer of the offending node, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote
+
+import yaml
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from catga_bench.errors import ConfigError
+
+#: the server protocols read (``https`` counts as ``http`` for :meth:`SutSpec.server`)
+PROTOCOLS = ("http", "https", "nats", "redis")
+ACTIONS = ("receive", "send")
+_LOCATION_FORMS = "$message.header#/NAME or $message.payload#/json/pointer"
+_POINTER = re.compile(r"(/([^/~]|~[01])*)*")
+_LOCATION = re.compile(r"\$message\.(header|payload)#(.*)", re.DOTALL)
+_SCHEMA_FORMAT = re.compile(
+    r"application/(vnd\.aai\.asyncapi|schema)(\+json|\+yaml)?(;.*)?", re.DOTALL)
+#: JSON Schema keywords whose values are data, not schemas (a "$ref" there is not followed)
+_DATA_KEYWORDS = frozenset({"const", "default", "enum", "example", "examples"})
+
+
+# ---------------------------------------------------------------------------------- the result
+
+
+class Correlation(BaseModel):
+    """Where a message carries its correlation id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    where: Literal["header", "payload"]
+    #: the header name, or an RFC 6901 JSON pointer into the payload (never "")
+    path: str
+
+
+class SpecMessage(BaseModel):
+    """One Message Object."""
+
+    #: the key the message sits under (components.messages or a channel's messages), or its name
+    name: str
+    #: the payload's JSON Schema, refs inlined, or None when the message declares no payload
+    payload_schema: dict[str, Any] | None
+    correlation: Correlation | None
+    #: JSON pointer of the Message Object in the document ("/components/messages/OrderPlaced")
+    pointer: str
+
+
+class SpecChannel(BaseModel):
+    id: str
+    #: the subject / stream key / path
+    address: str
+    messages: list[SpecMessage]
+
+
+class SpecOperation(BaseModel):
+    id: str
+    #: the service's action: receive = it consumes (our input), send = it emits (our outputs)
+    action: Literal["send", "receive"]
+    channel: SpecChannel
+    #: the operation's own ``messages`` if given, else the channel's
+    messages: list[SpecMessage]
+
+
+class SpecServer(BaseModel):
+    name: str
+    protocol: Literal["nats", "redis", "http", "https"]
+    #: "127.0.0.1:4222"
+    host: str
+    #: "" or "/base"
+    pathname: str = ""
+
+    def url(self) -> str:
+        """``protocol://host`` plus the pathname: ``nats://127.0.0.1:4222``."""
+        return f"{self.protocol}://{self.host}{self.pathname}"
+
+
+class JetStreamExt(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    #: name of the service's JetStream stream holding the input subject
+    stream: str | None = None
+    #: the service's durable consumer name (informational for now)
+    durable: str | None = None
+
+
+class BenchExtension(BaseModel):
+    """The document's top-level ``x-catga-bench`` object (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    input: str | None = None
+    outputs: list[str] | None = None
+    payload: dict[str, Any] = {}
+    qos: int | None = None
+    jetstream: JetStreamExt | None = None
+
+
+class SutSpec(BaseModel):
+    """A system under test as read from its AsyncAPI 3 document."""
+
+    path: Path
+    title: str
+    version: str
+    servers: dict[str, SpecServer]
+    channels: dict[str, SpecChannel]
+    operations: dict[str, SpecOperation]
+    bench: BenchExtension
+
+    def input_operation(self) -> SpecOperation:
+        """``x-catga-bench.input``, or the only ``receive`` operation."""
+        try:
+            return self.operations[_input_id(self.operations, self.bench)]
+        except _Problem as p:
+            raise ConfigError(p.line(self.path)) from None
+
+    def output_operations(self) -> list[SpecOperation]:
+        """``x-catga-bench.outputs`` (in the order listed), or every ``send`` operation in
+        document order."""
+        try:
+            return [self.operations[i] for i in _output_ids(self.operations, self.bench)]
+        except _Problem as p:
+            raise ConfigError(p.line(self.path)) from None
+
+    def server(self, protocol: str) -> SpecServer | None:
+        """The first server speaking ``protocol`` (``https`` counts as ``http``), or None."""
+        family = _family(protocol.lower())
+        return next((s for s in self.servers.values() if _family(s.protocol) == family), None)
+
+
+# ------------------------------------------------------------------------------- entry points
+
+
+def load_spec(path: Path | str) -> SutSpec:
+    """Read the AsyncAPI 3 document at ``path`` (YAML or JSON).
+
+    Raises:
+        ConfigError: one line naming the file, the JSON pointer of the offending node and what
+            is allowed.
+    """
+    path = Path(path)
+    root = _read(path)
+    try:
+        return _Reader(root).spec(path)
+    except _Problem as p:
+        raise ConfigError(p.line(path)) from None
+
+
+def parse_correlation_location(location: str, pointer: str) -> Correlation:
+    """The :class:`Correlation` a ``correlationId.location`` runtime expression names;
+    ``pointer`` is the JSON pointer of the location node, quoted in the error.
+
+    Raises:
+        ConfigError: ``location`` is not ``$message.header#/NAME`` or
+            ``$message.payload#/json/pointer`` (a non-empty pointer).
+    """
+    try:
+        return _location(location, pointer)
+    except _Problem as p:
+        raise ConfigError(p.line(None)) from None
+
+
+# -------------------------------------------------------------------------------- the helpers
+
+
+class _Problem(Exception):
+    """A problem at a node of the document; becomes a :class:`ConfigError` naming the file."""
+
+    def __init__(self, pointer: str, text: str) -> None:
+        super().__init__(pointer, text)
+        self.pointer, self.text = pointer, text
+
+    def line(self, file: Path | None) -> str:
+        parts = [str(file)] if file is not None else []
+        parts += [self.pointer] if self.pointer else []
+        return ": ".join([*parts, self.text]).replace("\r", " ").replace("\n", " ")
+
+
+def _show(value: object) -> str:
+    """``value`` as it would be written in JSON, cut short."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _esc(key: object) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _join(pointer: str, *keys: object) -> str:
+    return pointer + "".join("/" + _esc(k) for k in keys)
+
+
+def _split(pointer: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+
+
+def _family(protocol: str) -> str:
+    return "http" if protocol == "https" else protocol
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "empty"
+    return {dict: "a mapping", list: "a list", str: "a string"}.get(
+        type(value), f"a {type(value).__name__}")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The document at ``path`` as a mapping."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; give the path of an AsyncAPI 3 document "
+                          "(YAML or JSON)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}".replace("\n", " ")) from None
+    try:
+        root = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{path}: {where}not valid YAML or JSON: {problem}"
+                          .replace("\n", " ")) from None
+    if not isinstance(root, dict):
+        raise ConfigError(f"{path}: the document is {_kind(root)}, not a mapping; an AsyncAPI "
+                          "document is a mapping with asyncapi, info, channels, operations")
+    return root
+
+
+def _location(location: object, pointer: str) -> Correlation:
+    """The :class:`Correlation` of a runtime expression (raises :class:`_Problem`)."""
+    m = _LOCATION.fullmatch(location) if isinstance(location, str) else None
+    if m is None or not _POINTER.fullmatch(m[2]):
+        raise _Problem(pointer, f"{_show(location)} is not a runtime expression of the form "
+                                f"{_LOCATION_FORMS}")
+    if m[1] == "payload":
+        if not m[2]:
+            raise _Problem(pointer, f"{_show(location)} names the whole payload; name one field "
+                                    "($message.payload#/json/pointer, e.g. #/order_id)")
+        return Correlation(where="payload", path=m[2])
+    parts = _split(m[2])
+    if len(parts) != 1 or not parts[0]:
+        raise _Problem(pointer, f"{_show(location)}: a header location names one header "
+                                "($message.header#/NAME)")
+    return Correlation(where="header", path=parts[0])
+
+
+def _named(ops: dict[str, SpecOperation], name: str, where: str) -> SpecOperation:
+    if name not in ops:
+        raise _Problem(where, f"no operation {_show(name)}; operations: "
+                              f"{', '.join(sorted(ops)) or '(none)'}")
+    return ops[name]
+
+
+def _input_id(ops: dict[str, SpecOperation], bench: BenchExtension) -> str:
+    """The input operation's id: ``bench.input`` or the only receive operation."""
+    if bench.input is not None:
+        op = _named(ops, bench.input, "/x-catga-bench/input")
+        if op.action != "receive":
+            raise _Problem("/x-catga-bench/input", f"operation {_show(op.id)} has action "
+                           f"{op.action}; the input must be a receive operation (the service "
+                           "consumes it)")
+        return op.id
+    receive = [o.id for o in ops.values() if o.action == "receive"]
+    if not receive:
+        raise _Problem("/operations", "no receive operation: the input is an operation with "
+                                      "action: receive (the service consumes it)")
+    if len(receive) > 1:
+        raise _Problem("/operations", f"more than one receive operation ({', '.join(receive)}): "
+                                      "name the input with x-catga-bench.input")
+    return receive[0]
+
+
+def _output_ids(ops: dict[str, SpecOperation], bench: BenchExtension) -> list[str]:
+    """The output operations' ids: ``bench.outputs`` or every send operation."""
+    if bench.outputs is None:
+        send = [o.id for o in ops.values() if o.action == "send"]
+        if not send:
+            raise _Problem("/operations", "no output operation: no operation has action: send "
+                                          "(the service emits its outputs there)")
+        return send
+    if not bench.outputs:
+        raise _Problem("/x-catga-bench/outputs", "no output operation (the list is empty); name "
+                       "send operations, or leave outputs out for all of them")
+    for i, name in enumerate(bench.outputs):
+        where = f"/x-catga-bench/outputs/{i}"
+        op = _named(ops, name, where)
+        if op.action != "send":
+            raise _Problem(where, f"operation {_show(name)} has action {op.action}; an output "
+                                  "must be a send operation (the service emits it)")
+        if name in bench.outputs[:i]:
+            raise _Problem(where, f"operation {_show(name)} is listed twice")
+    return list(bench.outputs)
+
+
+def _bench(node: object) -> BenchExtension:
+    """The ``x-catga-bench`` object."""
+    where = "/x-catga-bench"
+    if node is None:
+        return BenchExtension()
+    if not isinstance(node, dict):
+        keys = ", ".join(BenchExtension.model_fields)
+        raise _Problem(where, f"must be a mapping with keys {keys}; got {_kind(node)}")
+    try:
+        return BenchExtension.model_validate(node)
+    except ValidationError as e:
+        err = e.errors()[0]
+    loc = [k for k in err["loc"] if k != "[key]"]
+    at = _join(where, *loc)
+    if err["type"] == "extra_forbidden":
+        model = JetStreamExt if len(loc) > 1 else BenchExtension
+        raise _Problem(at, f"unknown key {_show(loc[-1])}; allowed keys: "
+                           f"{', '.join(model.model_fields)}")
+    allowed = {"input": "an operation id (string)", "outputs": "a list of operation ids",
+               "payload": "a JSON object of field: template value", "qos": "0, 1 or 2",
+               "jetstream": "a mapping with stream, durable"}.get(str(loc[0]), "a string")
+    raise _Problem(at, f"{err['msg']} (got {_show(err['input'])}); allowed: {allowed}")
+
+
+def _check_qos(bench: BenchExtension) -> None:
+    if bench.qos is not None and bench.qos not in (0, 1, 2):
+        raise _Problem("/x-catga-bench/qos", f"{bench.qos} is not a QoS; allowed: 0, 1 or 2")
+
+
+def _check_correlations(spec: SutSpec) -> None:
+    """The input operation carries one message; it and every output message declare a
+    correlationId."""
+    inp = spec.input_operation()
+    if len(inp.messages) != 1:
+        names = ", ".join(m.name for m in inp.messages) or "none"
+        raise _Problem(_join("/operations", inp.id), f"the input operation carries "
+                       f"{len(inp.messages)} messages ({names}); it must carry exactly one "
+                       "(list it in the operation's messages)")
+    for op in spec.output_operations():
+        if not op.messages:
+            raise _Problem(_join("/operations", op.id), "the output operation carries no "
+                           f"message (channel {_show(op.channel.id)} declares none)")
+    for op in [inp, *spec.output_operations()]:
+        for m in op.messages:
+            if m.correlation is None:
+                raise _Problem(m.pointer, f"message {_show(m.name)} has no correlationId; the "
+                               "input message and every output message must declare one (the "
+                               "harness stamps the id at the input's location and reads it "
+                               "back at each output's)")
+
+
+# ------------------------------------------------------------------------------- the document
+
+
+class _Doc:
+    """The document, with local ``$ref`` resolution."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+
+    def at(self, pointer: str) -> Any:
+        """The node at ``pointer``; raises LookupError when there is none."""
+        node: Any = self.root
+        for part in _split(pointer):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                raise LookupError(pointer)
+        return node
+
+    def target(self, ref: object, where: str) -> str:
+        """The document pointer a ``$ref`` value at ``where`` names."""
+        if not isinstance(ref, str):
+            raise _Problem(where, f"$ref must be a string (\"#/...\"); got {_show(ref)}")
+        if not ref.startswith("#"):
+            raise _Problem(where, f"external $ref {_show(ref)} is not read; catga-bench follows "
+                                  "only refs inside the document (\"#/...\")")
+        pointer = unquote(ref[1:])
+        if not _POINTER.fullmatch(pointer):
+            raise _Problem(where, f"$ref {_show(ref)} is not a JSON pointer (\"#/a/b\")")
+        return pointer
+
+    def follow(self, ref: object, where: str, seen: list[str]) -> tuple[Any, str]:
+        """The node a ``$ref`` at ``where`` names, and its pointer; ``seen`` is the chain of
+        pointers followed so far (a cycle is an error)."""
+        pointer = self.target(ref, where)
+        if pointer in seen:
+            chain = " -> ".join(f"#{p}" for p in [*seen[seen.index(pointer):], pointer])
+            raise _Problem(where, f"$ref cycle: {chain}")
+        try:
+            return self.at(pointer), pointer
+        except LookupError:
+            raise _Problem(where, f"$ref {_show(ref)} points to nothing") from None
+
+    def deref(self, node: Any, where: str) -> tuple[Any, str]:
+        """``node`` with Reference Objects followed (refs to refs too), and its pointer."""
+        seen = [where]
+        while isinstance(node, dict) and "$ref" in node:
+            node, where = self.follow(node["$ref"], where, seen)
+            seen.append(where)
+        return node, where
+
+    def inline(self, node: Any, where: str, stack: tuple[str, ...]) -> Any:
+        """A JSON Schema with every ``$ref`` replaced by what it names (recursively)."""
+        if isinstance(node, dict) and isinstance(node.get("$ref"), str):
+            target, pointer = self.follow(node["$ref"], where, list(stack))
+            return self.inline(target, pointer, (*stack, pointer))
+        if isinstance(node, dict):
+            return {k: v if k in _DATA_KEYWORDS else self.inline(v, _join(where, k), stack)
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.inline(v, _join(where, i), stack) for i, v in enumerate(node)]
+        return node
+
+    def mapping(self, node: Any, where: str, what: str) -> dict[str, Any]:
+        """``node`` (refs followed) when it is a mapping, else an error."""
+        node, where = self.deref(node, where)
+        if not isinstance(node, dict):
+            raise _Problem(where, f"must be {what} (a mapping); got {_kind(node)}")
+        return node
+
+    def section(self, node: dict[str, Any], where: str, key: str, what: str) -> dict[str, Any]:
+        """The map under ``key`` of ``node`` ({} when absent)."""
+        value = node.get(key)
+        return {} if value is None else self.mapping(value, _join(where, key), what)
+
+
+class _Reader:
+    """Builds a :class:`SutSpec` from the document, one section at a time."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.doc = _Doc(root)
+        self.messages: dict[str, SpecMessage] = {}  # by pointer, so each is built once
+
+    def spec(self, path: Path) -> SutSpec:
+        root = self.doc.root
+        _check_version(root.get("asyncapi"))
+        title, version = self._info()
+        servers = {str(k): self._server(str(k), v)
+                   for k, v in self.doc.section(root, "", "servers", "a map of servers").items()}
+        channels = {str(k): self._channel(str(k), v)
+                    for k, v in self.doc.section(root, "", "channels", "a map of channels").items()}
+        ops = self.doc.section(root, "", "operations", "a map of operations")
+        operations = {str(k): self._operation(str(k), v, channels) for k, v in ops.items()}
+        bench = _bench(root.get("x-catga-bench"))
+        _check_qos(bench)
+        spec = SutSpec(path=path, title=title, version=version, servers=servers,
+                       channels=channels, operations=operations, bench=bench)
+        _check_correlations(spec)
+        return spec
+
+    def _info(self) -> tuple[str, str]:
+        info = self.doc.mapping(self.doc.root.get("info"), "/info", "the info object with title "
+                                "and version")
+        for key in ("title", "version"):
+            value = info.get(key)
+            if not isinstance(value, str) or not value:
+                hint = f' (quote it: "{value}")' if isinstance(value, int | float) else ""
+                raise _Problem(f"/info/{key}", f"must be a non-empty string; got "
+                                               f"{_show(value)}{hint}")
+        return info["title"], info["version"]
+
+    def _server(self, name: str, node: Any) -> SpecServer:
+        where = _join("/servers", name)
+        node, where = self.doc.deref(node, where)
+        server = self.doc.mapping(node, where, "a server")
+        protocol = server.get("protocol")
+        if not isinstance(protocol, str) or protocol.lower() not in PROTOCOLS:
+            raise _Problem(f"{where}/protocol", f"{_show(protocol)} is not read; allowed: "
+                                                f"{', '.join(PROTOCOLS)}")
+        host = server.get("host")
+        if not isinstance(host, str) or not host or "://" in host or "{" in host:
+            raise _Problem(f"{where}/host", f"{_show(host)}: allowed: host[:port] with no "
+                                            "scheme and no {variables}, e.g. \"127.0.0.1:4222\"")
+        pathname = server.get("pathname") or ""
+        if not isinstance(pathname, str) or (pathname and not pathname.startswith("/")) \
+                or "{" in pathname:
+            raise _Problem(f"{where}/pathname", f"{_show(pathname)}: allowed: a path starting "
+                                                "with / and no {variables}, e.g. \"/base\"")
+        return SpecServer(name=name, protocol=protocol.lower(), host=host, pathname=pathname)
+
+    def _channel(self, cid: str, node: Any) -> SpecChannel:
+        node, where = self.doc.deref(node, _join("/channels", cid))
+        channel = self.doc.mapping(node, where, "a channel")
+        address = channel.get("address")
+        if not isinstance(address, str) or not address:
+            got = "missing" if address is None else f"{_show(address)} is not a non-empty string"
+            raise _Problem(f"{where}/address", f"{got}; catga-bench needs the channel's address "
+                           "(the subject, stream key or path)")
+        if "{" in address:
+            raise _Problem(f"{where}/address", f"{_show(address)} has parameters; catga-bench "
+                           "reads only fixed addresses (no {parameters})")
+        messages = self.doc.section(channel, where, "messages", "a map of messages")
+        return SpecChannel(id=cid, address=address, messages=[
+            self._message(v, _join(where, "messages", k)) for k, v in messages.items()])
+
+    def _operation(self, oid: str, node: Any, channels: dict[str, SpecChannel]) -> SpecOperation:
+        node, where = self.doc.deref(node, _join("/operations", oid))
+        op = self.doc.mapping(node, where, "an operation")
+        action = op.get("action")
+        if action not in ACTIONS:
+            raise _Problem(f"{where}/action", f"{_show(action)} is not an action; allowed: "
+                           f"{', '.join(ACTIONS)} (AsyncAPI 3)")
+        channel = self._op_channel(op.get("channel"), f"{where}/channel", channels)
+        messages = channel.messages
+        if op.get("messages") is not None:
+            messages = self._op_messages(op["messages"], f"{where}/messages", channel)
+        return SpecOperation(id=oid, action=action, channel=channel, messages=messages)
+
+    def _op_channel(self, ref: Any, where: str, channels: dict[str, SpecChannel]) -> SpecChannel:
+        if not isinstance(ref, dict) or "$ref" not in ref:
+            raise _Problem(where, "must be a $ref to a channel under #/channels "
+                                  "({\"$ref\": \"#/channels/ID\"})")
+        pointer = self.doc.target(ref["$ref"], where)
+        parts = _split(pointer)
+        if len(parts) == 2 and parts[0] == "channels" and parts[1] in channels:
+            return channels[parts[1]]
+        self.doc.follow(ref["$ref"], where, [])  # points to nothing: that error first
+        raise _Problem(where, f"$ref {_show(ref['$ref'])} must point to a channel under "
+                              "#/channels (\"#/channels/ID\")")
+
+    def _op_messages(self, refs: Any, where: str, channel: SpecChannel) -> list[SpecMessage]:
+        if not isinstance(refs, list):
+            raise _Problem(where, f"must be a list of $refs to the channel's messages; got "
+                                  f"{_kind(refs)}")
+        out = []
+        for i, ref in enumerate(refs):
+            message = self._message(ref, _join(where, i))
+            if message.pointer not in {m.pointer for m in channel.messages}:
+                names = ", ".join(m.name for m in channel.messages) or "none"
+                raise _Problem(_join(where, i), f"message {_show(message.name)} is not one of "
+                               f"channel {_show(channel.id)}'s messages ({names})")
+            out.append(message)
+        return out
+
+    def _message(self, node: Any, where: str) -> SpecMessage:
+        node, where = self.doc.deref(node, where)
+        if where not in self.messages:
+            message = self.doc.mapping(node, where, "a message")
+            name = message.get("name")
+            self.messages[where] = SpecMessage(
+                name=name if isinstance(name, str) and name else _split(where)[-1],
+                payload_schema=self._payload(message, where),
+                correlation=self._correlation(message, where),
+                pointer=where)
+        return self.messages[where]
+
+    def _payload(self, message: dict[str, Any], where: str) -> dict[str, Any] | None:
+        if message.get("payload") is None:
+            return None
+        node, where = self.doc.deref(message["payload"], f"{where}/payload")
+        if isinstance(node, dict) and "schemaFormat" in node:
+            fmt = node["schemaFormat"]
+            if not isinstance(fmt, str) or not _SCHEMA_FORMAT.fullmatch(fmt):
+                raise _Problem(f"{where}/schemaFormat", f"{_show(fmt)} is not read; allowed: "
+                               "AsyncAPI or JSON Schema formats (application/vnd.aai.asyncapi"
+                               "[+json|+yaml];version=3.x, application/schema[+json|+yaml])")
+            node, where = self.doc.deref(node.get("schema"), f"{where}/schema")
+        if not isinstance(node, dict):
+            raise _Problem(where, f"must be a JSON Schema object (a mapping); got {_kind(node)}")
+        schema = self.doc.inline(node, where, (where,))
+        try:
+            validator_for(schema).check_schema(schema)
+        except SchemaError as e:
+            at = _join("", *e.path) or "/"
+            raise _Problem(where, f"not a valid JSON Schema (at {at}): {e.message}") from None
+        return schema
+
+    def _correlation(self, message: dict[str, Any], where: str) -> Correlation | None:
+        if message.get("correlationId") is None:
+            return None
+        node, where = self.doc.deref(message["correlationId"], f"{where}/correlationId")
+        cid = self.doc.mapping(node, where, "a Correlation ID object with location")
+        return _location(cid.get("location"), f"{where}/location")
+
+
+def _check_version(value: object) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"3\.\d+(\.\d+)?", value):
+        shown = "missing" if value is None else f"asyncapi: {_show(value)}"
+        raise _Problem("/asyncapi", f"not an AsyncAPI 3 document ({shown}); catga-bench reads "
+                                    "AsyncAPI 3.x")
+
+
+__all__ = [
+    "BenchExtension",
+    "Correlation",
+    "JetStreamExt",
+    "SpecChannel",
+    "SpecMessage",
+    "SpecOperation",
+    "SpecServer",
+    "SutSpec",
+    "load_spec",
+    "parse_correlation_location",
+]
