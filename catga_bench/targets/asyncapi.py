@@ -28,6 +28,7 @@ service publishes through JetStream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -156,17 +157,27 @@ class AsyncApiTarget(Target):
         if self.url is None:
             raise TargetUnavailable(f"{self.spec.path}: no nats server in the document; give "
                                     "one with --nats-url")
-        try:
-            self._nc = await nats.connect(self.url, connect_timeout=3, max_reconnect_attempts=3,
-                                          allow_reconnect=True, name="catga-bench")
+        nc = nats.NATS()
+        try:  # three attempts, then a verdict (nats-py alone would retry a refused connect)
+            await asyncio.wait_for(nc.connect(
+                servers=[self.url], name="catga-bench", allow_reconnect=True,
+                connect_timeout=2, reconnect_time_wait=0.5, max_reconnect_attempts=2,
+                error_cb=self._on_error), timeout=8.0)
         except (OSError, nats.errors.Error, TimeoutError) as exc:
+            with contextlib.suppress(Exception):
+                await nc.close()
             raise TargetUnavailable(f"the system under test's NATS server {self.url} cannot "
-                                    f"be reached: {exc!r}") from None
+                                    f"be reached: {type(exc).__name__}: {exc}") from None
+        nc.options["max_reconnect_attempts"] = -1  # from now on: ride out a broker restart
+        self._nc = nc
         self._js = self._nc.jetstream()
         for out in self._outputs:
             self._subs.append(await self._nc.subscribe(out.channel,
                                                        cb=partial(self._on_output, out)))
         await self._nc.flush(timeout=5)  # the server has every subscription: none joins late
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("the system under test's NATS link: %r", exc)
 
     # ----------------------------------------------------------------- sending
     def correlation_id(self, stream: int, seq: int) -> str:
