@@ -19,8 +19,10 @@ import signal
 from typing import Any
 
 import nats
+from nats.js.api import ConsumerConfig
 
 DEFECTS = ("drop_1pct", "dup_1pct", "bad_schema_1pct")
+ACK_WAIT_S = 2.0
 
 
 async def serve(url: str, defect: str | None) -> None:
@@ -47,7 +49,11 @@ async def serve(url: str, defect: str | None) -> None:
             await nc.publish("orders.confirmed", body)
         await msg.ack()
 
-    await js.subscribe("orders.placed", durable="order-service", cb=on_order, manual_ack=True)
+    # explicit acks: an order this process took but never acked (it died) is redelivered to
+    # the next one after ack_wait
+    config = ConsumerConfig(ack_wait=ACK_WAIT_S, max_ack_pending=10_000)
+    await js.subscribe("orders.placed", durable="order-service", cb=on_order, manual_ack=True,
+                       config=config)
     await nc.flush()
     print(f"order-service: ready on {url} (defect: {defect or 'none'})", flush=True)
     stop = asyncio.Event()
