@@ -1,4 +1,4 @@
-"""The AsyncAPI 3 loader (catga_bench/workload/asyncapi.py): the sample specs load into the
+"""The AsyncAPI 3 loader (catga_bench/workload/asyncapi/): the sample specs load into the
 documented shapes, the defaults pick the input and outputs, and every problem is one ConfigError
 line naming the file and the JSON pointer of the offending node."""
 

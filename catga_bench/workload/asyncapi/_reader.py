@@ -1,59 +1,31 @@
-"""Read a system under test (SUT) described as a black box by an AsyncAPI 3 document.
-
-:func:`load_spec` reads a YAML or JSON file into a :class:`SutSpec`. AsyncAPI operations describe
-the *application's* behaviour: ``action: receive`` means the service consumes that channel (the
-harness publishes there: the INPUT); ``action: send`` means the service emits there (the harness
-subscribes: the OUTPUTS).
-
-The subset read (everything else in the document is ignored):
-
-- ``asyncapi``: must be ``3.x``.
-- ``info.title`` and ``info.version`` (strings).
-- ``servers.NAME``: ``protocol`` (``nats``, ``redis``, ``http`` or ``https``), ``host``
-  (``host:port``, no scheme, no ``{variables}``) and optional ``pathname`` (``/...``).
-- ``channels.ID``: ``address`` (required here, a fixed subject / stream key / path without
-  ``{parameters}``) and ``messages`` (a map of Message Objects or refs to them).
-- ``operations.ID``: ``action`` (``send`` | ``receive``), ``channel`` (``$ref`` to
-  ``#/channels/ID``) and optional ``messages`` (refs to a subset of the channel's messages; when
-  absent, the operation carries all of the channel's messages).
-- Message Objects: optional ``name``; ``payload`` (a JSON Schema, or a Multi Format Schema Object
-  whose ``schemaFormat`` is an AsyncAPI or JSON Schema format), checked to be valid JSON Schema;
-  ``correlationId.location``: ``$message.header#/NAME`` or ``$message.payload#/json/pointer``.
-  The input message and every output message must declare a ``correlationId``: the harness stamps
-  the id at the input's location and reads it back at each output's location.
-- ``$ref`` is followed only inside the document (``#/...``), recursively (refs to refs, refs
-  inside payload schemas, which are inlined); an external ref or a ref cycle is an error.
-
-The top-level ``x-catga-bench`` object (optional; an unknown key is an error):
-
-- ``input``: the operation id of the input, a ``receive`` operation. Default: the only
-  ``receive`` operation (an error when there are several).
-- ``outputs``: the operation ids that complete a message, ``send`` operations. Default: every
-  ``send`` operation, in document order.
-- ``payload``: the input payload template, a JSON object stored as written (strings may contain
-  ``{seq}``, ``{uuid}``, ``{now_ms}``; a list means "choose one at random"). Default: ``{}``.
-- ``qos``: 0, 1 or 2, the QoS of the input publish. Default: none (the run's own setting).
-- ``jetstream``: ``{stream, durable}``, the service's JetStream stream holding the input subject
-  and its durable consumer name (informational). Default: none.
-
-Every problem raises :class:`~catga_bench.errors.ConfigError` with one line naming the file, the
-JSON pointer of the offending node, and what is allowed.
-"""
+"""Reading the document: YAML/JSON, local ``$ref`` resolution (refs to refs, refs inside payload
+schemas, cycles), and the checks that turn each node into the model (catga_bench.workload.
+asyncapi.model), every problem becoming one line that names the JSON pointer."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote
 
 import yaml
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from catga_bench.errors import ConfigError
+from catga_bench.workload.asyncapi._problems import _join, _kind, _Problem, _show, _split
+from catga_bench.workload.asyncapi.model import (
+    BenchExtension,
+    Correlation,
+    JetStreamExt,
+    SpecChannel,
+    SpecMessage,
+    SpecOperation,
+    SpecServer,
+    SutSpec,
+)
 
 #: the server protocols read (``https`` counts as ``http`` for :meth:`SutSpec.server`)
 PROTOCOLS = ("http", "https", "nats", "redis")
@@ -65,116 +37,6 @@ _SCHEMA_FORMAT = re.compile(
     r"application/(vnd\.aai\.asyncapi|schema)(\+json|\+yaml)?(;.*)?", re.DOTALL)
 #: JSON Schema keywords whose values are data, not schemas (a "$ref" there is not followed)
 _DATA_KEYWORDS = frozenset({"const", "default", "enum", "example", "examples"})
-
-
-# ---------------------------------------------------------------------------------- the result
-
-
-class Correlation(BaseModel):
-    """Where a message carries its correlation id."""
-
-    model_config = ConfigDict(frozen=True)
-
-    where: Literal["header", "payload"]
-    #: the header name, or an RFC 6901 JSON pointer into the payload (never "")
-    path: str
-
-
-class SpecMessage(BaseModel):
-    """One Message Object."""
-
-    #: the key the message sits under (components.messages or a channel's messages), or its name
-    name: str
-    #: the payload's JSON Schema, refs inlined, or None when the message declares no payload
-    payload_schema: dict[str, Any] | None
-    correlation: Correlation | None
-    #: JSON pointer of the Message Object in the document ("/components/messages/OrderPlaced")
-    pointer: str
-
-
-class SpecChannel(BaseModel):
-    id: str
-    #: the subject / stream key / path
-    address: str
-    messages: list[SpecMessage]
-
-
-class SpecOperation(BaseModel):
-    id: str
-    #: the service's action: receive = it consumes (our input), send = it emits (our outputs)
-    action: Literal["send", "receive"]
-    channel: SpecChannel
-    #: the operation's own ``messages`` if given, else the channel's
-    messages: list[SpecMessage]
-
-
-class SpecServer(BaseModel):
-    name: str
-    protocol: Literal["nats", "redis", "http", "https"]
-    #: "127.0.0.1:4222"
-    host: str
-    #: "" or "/base"
-    pathname: str = ""
-
-    def url(self) -> str:
-        """``protocol://host`` plus the pathname: ``nats://127.0.0.1:4222``."""
-        return f"{self.protocol}://{self.host}{self.pathname}"
-
-
-class JetStreamExt(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    #: name of the service's JetStream stream holding the input subject
-    stream: str | None = None
-    #: the service's durable consumer name (informational for now)
-    durable: str | None = None
-
-
-class BenchExtension(BaseModel):
-    """The document's top-level ``x-catga-bench`` object (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    input: str | None = None
-    outputs: list[str] | None = None
-    payload: dict[str, Any] = {}
-    qos: int | None = None
-    jetstream: JetStreamExt | None = None
-
-
-class SutSpec(BaseModel):
-    """A system under test as read from its AsyncAPI 3 document."""
-
-    path: Path
-    title: str
-    version: str
-    servers: dict[str, SpecServer]
-    channels: dict[str, SpecChannel]
-    operations: dict[str, SpecOperation]
-    bench: BenchExtension
-
-    def input_operation(self) -> SpecOperation:
-        """``x-catga-bench.input``, or the only ``receive`` operation."""
-        try:
-            return self.operations[_input_id(self.operations, self.bench)]
-        except _Problem as p:
-            raise ConfigError(p.line(self.path)) from None
-
-    def output_operations(self) -> list[SpecOperation]:
-        """``x-catga-bench.outputs`` (in the order listed), or every ``send`` operation in
-        document order."""
-        try:
-            return [self.operations[i] for i in _output_ids(self.operations, self.bench)]
-        except _Problem as p:
-            raise ConfigError(p.line(self.path)) from None
-
-    def server(self, protocol: str) -> SpecServer | None:
-        """The first server speaking ``protocol`` (``https`` counts as ``http``), or None."""
-        family = _family(protocol.lower())
-        return next((s for s in self.servers.values() if _family(s.protocol) == family), None)
-
-
-# ------------------------------------------------------------------------------- entry points
 
 
 def load_spec(path: Path | str) -> SutSpec:
@@ -204,51 +66,6 @@ def parse_correlation_location(location: str, pointer: str) -> Correlation:
         return _location(location, pointer)
     except _Problem as p:
         raise ConfigError(p.line(None)) from None
-
-
-# -------------------------------------------------------------------------------- the helpers
-
-
-class _Problem(Exception):
-    """A problem at a node of the document; becomes a :class:`ConfigError` naming the file."""
-
-    def __init__(self, pointer: str, text: str) -> None:
-        super().__init__(pointer, text)
-        self.pointer, self.text = pointer, text
-
-    def line(self, file: Path | None) -> str:
-        parts = [str(file)] if file is not None else []
-        parts += [self.pointer] if self.pointer else []
-        return ": ".join([*parts, self.text]).replace("\r", " ").replace("\n", " ")
-
-
-def _show(value: object) -> str:
-    """``value`` as it would be written in JSON, cut short."""
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _esc(key: object) -> str:
-    return str(key).replace("~", "~0").replace("/", "~1")
-
-
-def _join(pointer: str, *keys: object) -> str:
-    return pointer + "".join("/" + _esc(k) for k in keys)
-
-
-def _split(pointer: str) -> list[str]:
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
-
-
-def _family(protocol: str) -> str:
-    return "http" if protocol == "https" else protocol
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "empty"
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(
-        type(value), f"a {type(value).__name__}")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -290,54 +107,6 @@ def _location(location: object, pointer: str) -> Correlation:
         raise _Problem(pointer, f"{_show(location)}: a header location names one header "
                                 "($message.header#/NAME)")
     return Correlation(where="header", path=parts[0])
-
-
-def _named(ops: dict[str, SpecOperation], name: str, where: str) -> SpecOperation:
-    if name not in ops:
-        raise _Problem(where, f"no operation {_show(name)}; operations: "
-                              f"{', '.join(sorted(ops)) or '(none)'}")
-    return ops[name]
-
-
-def _input_id(ops: dict[str, SpecOperation], bench: BenchExtension) -> str:
-    """The input operation's id: ``bench.input`` or the only receive operation."""
-    if bench.input is not None:
-        op = _named(ops, bench.input, "/x-catga-bench/input")
-        if op.action != "receive":
-            raise _Problem("/x-catga-bench/input", f"operation {_show(op.id)} has action "
-                           f"{op.action}; the input must be a receive operation (the service "
-                           "consumes it)")
-        return op.id
-    receive = [o.id for o in ops.values() if o.action == "receive"]
-    if not receive:
-        raise _Problem("/operations", "no receive operation: the input is an operation with "
-                                      "action: receive (the service consumes it)")
-    if len(receive) > 1:
-        raise _Problem("/operations", f"more than one receive operation ({', '.join(receive)}): "
-                                      "name the input with x-catga-bench.input")
-    return receive[0]
-
-
-def _output_ids(ops: dict[str, SpecOperation], bench: BenchExtension) -> list[str]:
-    """The output operations' ids: ``bench.outputs`` or every send operation."""
-    if bench.outputs is None:
-        send = [o.id for o in ops.values() if o.action == "send"]
-        if not send:
-            raise _Problem("/operations", "no output operation: no operation has action: send "
-                                          "(the service emits its outputs there)")
-        return send
-    if not bench.outputs:
-        raise _Problem("/x-catga-bench/outputs", "no output operation (the list is empty); name "
-                       "send operations, or leave outputs out for all of them")
-    for i, name in enumerate(bench.outputs):
-        where = f"/x-catga-bench/outputs/{i}"
-        op = _named(ops, name, where)
-        if op.action != "send":
-            raise _Problem(where, f"operation {_show(name)} has action {op.action}; an output "
-                                  "must be a send operation (the service emits it)")
-        if name in bench.outputs[:i]:
-            raise _Problem(where, f"operation {_show(name)} is listed twice")
-    return list(bench.outputs)
 
 
 def _bench(node: object) -> BenchExtension:
@@ -389,9 +158,6 @@ def _check_correlations(spec: SutSpec) -> None:
                                "input message and every output message must declare one (the "
                                "harness stamps the id at the input's location and reads it "
                                "back at each output's)")
-
-
-# ------------------------------------------------------------------------------- the document
 
 
 class _Doc:
@@ -623,17 +389,3 @@ def _check_version(value: object) -> None:
         shown = "missing" if value is None else f"asyncapi: {_show(value)}"
         raise _Problem("/asyncapi", f"not an AsyncAPI 3 document ({shown}); catga-bench reads "
                                     "AsyncAPI 3.x")
-
-
-__all__ = [
-    "BenchExtension",
-    "Correlation",
-    "JetStreamExt",
-    "SpecChannel",
-    "SpecMessage",
-    "SpecOperation",
-    "SpecServer",
-    "SutSpec",
-    "load_spec",
-    "parse_correlation_location",
-]

@@ -1,0 +1,168 @@
+"""What the loader returns: a system under test as its AsyncAPI 3 document describes it, and
+the rules that pick its input and output operations (``x-catga-bench`` or the defaults)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from catga_bench.errors import ConfigError
+from catga_bench.workload.asyncapi._problems import _Problem, _show
+
+
+class Correlation(BaseModel):
+    """Where a message carries its correlation id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    where: Literal["header", "payload"]
+    #: the header name, or an RFC 6901 JSON pointer into the payload (never "")
+    path: str
+
+
+class SpecMessage(BaseModel):
+    """One Message Object."""
+
+    #: the key the message sits under (components.messages or a channel's messages), or its name
+    name: str
+    #: the payload's JSON Schema, refs inlined, or None when the message declares no payload
+    payload_schema: dict[str, Any] | None
+    correlation: Correlation | None
+    #: JSON pointer of the Message Object in the document ("/components/messages/OrderPlaced")
+    pointer: str
+
+
+class SpecChannel(BaseModel):
+    id: str
+    #: the subject / stream key / path
+    address: str
+    messages: list[SpecMessage]
+
+
+class SpecOperation(BaseModel):
+    id: str
+    #: the service's action: receive = it consumes (our input), send = it emits (our outputs)
+    action: Literal["send", "receive"]
+    channel: SpecChannel
+    #: the operation's own ``messages`` if given, else the channel's
+    messages: list[SpecMessage]
+
+
+class SpecServer(BaseModel):
+    name: str
+    protocol: Literal["nats", "redis", "http", "https"]
+    #: "127.0.0.1:4222"
+    host: str
+    #: "" or "/base"
+    pathname: str = ""
+
+    def url(self) -> str:
+        """``protocol://host`` plus the pathname: ``nats://127.0.0.1:4222``."""
+        return f"{self.protocol}://{self.host}{self.pathname}"
+
+
+class JetStreamExt(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    #: name of the service's JetStream stream holding the input subject
+    stream: str | None = None
+    #: the service's durable consumer name (informational for now)
+    durable: str | None = None
+
+
+class BenchExtension(BaseModel):
+    """The document's top-level ``x-catga-bench`` object (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    input: str | None = None
+    outputs: list[str] | None = None
+    payload: dict[str, Any] = {}
+    qos: int | None = None
+    jetstream: JetStreamExt | None = None
+
+
+class SutSpec(BaseModel):
+    """A system under test as read from its AsyncAPI 3 document."""
+
+    path: Path
+    title: str
+    version: str
+    servers: dict[str, SpecServer]
+    channels: dict[str, SpecChannel]
+    operations: dict[str, SpecOperation]
+    bench: BenchExtension
+
+    def input_operation(self) -> SpecOperation:
+        """``x-catga-bench.input``, or the only ``receive`` operation."""
+        try:
+            return self.operations[_input_id(self.operations, self.bench)]
+        except _Problem as p:
+            raise ConfigError(p.line(self.path)) from None
+
+    def output_operations(self) -> list[SpecOperation]:
+        """``x-catga-bench.outputs`` (in the order listed), or every ``send`` operation in
+        document order."""
+        try:
+            return [self.operations[i] for i in _output_ids(self.operations, self.bench)]
+        except _Problem as p:
+            raise ConfigError(p.line(self.path)) from None
+
+    def server(self, protocol: str) -> SpecServer | None:
+        """The first server speaking ``protocol`` (``https`` counts as ``http``), or None."""
+        family = _family(protocol.lower())
+        return next((s for s in self.servers.values() if _family(s.protocol) == family), None)
+
+
+def _family(protocol: str) -> str:
+    return "http" if protocol == "https" else protocol
+
+
+def _named(ops: dict[str, SpecOperation], name: str, where: str) -> SpecOperation:
+    if name not in ops:
+        raise _Problem(where, f"no operation {_show(name)}; operations: "
+                              f"{', '.join(sorted(ops)) or '(none)'}")
+    return ops[name]
+
+
+def _input_id(ops: dict[str, SpecOperation], bench: BenchExtension) -> str:
+    """The input operation's id: ``bench.input`` or the only receive operation."""
+    if bench.input is not None:
+        op = _named(ops, bench.input, "/x-catga-bench/input")
+        if op.action != "receive":
+            raise _Problem("/x-catga-bench/input", f"operation {_show(op.id)} has action "
+                           f"{op.action}; the input must be a receive operation (the service "
+                           "consumes it)")
+        return op.id
+    receive = [o.id for o in ops.values() if o.action == "receive"]
+    if not receive:
+        raise _Problem("/operations", "no receive operation: the input is an operation with "
+                                      "action: receive (the service consumes it)")
+    if len(receive) > 1:
+        raise _Problem("/operations", f"more than one receive operation ({', '.join(receive)}): "
+                                      "name the input with x-catga-bench.input")
+    return receive[0]
+
+
+def _output_ids(ops: dict[str, SpecOperation], bench: BenchExtension) -> list[str]:
+    """The output operations' ids: ``bench.outputs`` or every send operation."""
+    if bench.outputs is None:
+        send = [o.id for o in ops.values() if o.action == "send"]
+        if not send:
+            raise _Problem("/operations", "no output operation: no operation has action: send "
+                                          "(the service emits its outputs there)")
+        return send
+    if not bench.outputs:
+        raise _Problem("/x-catga-bench/outputs", "no output operation (the list is empty); name "
+                       "send operations, or leave outputs out for all of them")
+    for i, name in enumerate(bench.outputs):
+        where = f"/x-catga-bench/outputs/{i}"
+        op = _named(ops, name, where)
+        if op.action != "send":
+            raise _Problem(where, f"operation {_show(name)} has action {op.action}; an output "
+                                  "must be a send operation (the service emits it)")
+        if name in bench.outputs[:i]:
+            raise _Problem(where, f"operation {_show(name)} is listed twice")
+    return list(bench.outputs)
