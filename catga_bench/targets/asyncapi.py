@@ -41,7 +41,7 @@ from jsonschema.validators import validator_for
 
 from catga_bench.targets.base import OutcomeSink, SystemFigures, Target, TargetUnavailable
 from catga_bench.targets.base import wait_for_outcomes as _wait
-from catga_bench.workload.asyncapi import Correlation, SpecMessage, SutSpec
+from catga_bench.workload.asyncapi import Correlation, SpecMessage, SutSpec, pointer_tokens
 from catga_bench.workload.plan import RunPlan
 from core import ErrorCode, Result
 
@@ -64,15 +64,10 @@ def render(template: Any, seq: int) -> Any:
     return template
 
 
-def _unescape(token: str) -> str:
-    return token.replace("~1", "/").replace("~0", "~")
-
-
 def pointer_get(doc: Any, pointer: str) -> Any:
     """The value at RFC 6901 ``pointer`` in ``doc``, or None when there is none."""
     node = doc
-    for raw in pointer.split("/")[1:]:
-        token = _unescape(raw)
+    for token in pointer_tokens(pointer):
         if isinstance(node, dict):
             node = node.get(token)
         elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
@@ -84,7 +79,7 @@ def pointer_get(doc: Any, pointer: str) -> Any:
 
 def pointer_set(doc: dict[str, Any], pointer: str, value: Any) -> None:
     """Set ``value`` at RFC 6901 ``pointer`` in ``doc``, creating objects on the way."""
-    tokens = [_unescape(t) for t in pointer.split("/")[1:]]
+    tokens = pointer_tokens(pointer)
     node = doc
     for token in tokens[:-1]:
         nxt = node.get(token)

@@ -43,6 +43,7 @@ Layout: ``model.py`` (the result), ``_reader.py`` (reading, ``$ref`` resolution,
 ``_problems.py`` (the one-line errors and JSON pointers).
 """
 
+from catga_bench.workload.asyncapi._problems import pointer_tokens
 from catga_bench.workload.asyncapi._reader import (
     ACTIONS,
     PROTOCOLS,
@@ -62,4 +63,4 @@ from catga_bench.workload.asyncapi.model import (
 
 __all__ = ["ACTIONS", "PROTOCOLS", "BenchExtension", "Correlation", "JetStreamExt",
            "SpecChannel", "SpecMessage", "SpecOperation", "SpecServer", "SutSpec", "load_spec",
-           "parse_correlation_location"]
+           "parse_correlation_location", "pointer_tokens"]

@@ -34,7 +34,9 @@ def _join(pointer: str, *keys: object) -> str:
     return pointer + "".join("/" + _esc(k) for k in keys)
 
 
-def _split(pointer: str) -> list[str]:
+def pointer_tokens(pointer: str) -> list[str]:
+    """The reference tokens of an RFC 6901 JSON pointer, unescaped (``"/a~1b/0"`` ->
+    ``["a/b", "0"]``)."""
     return [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
 
 

@@ -15,7 +15,7 @@ from jsonschema.validators import validator_for
 from pydantic import ValidationError
 
 from catga_bench.errors import ConfigError
-from catga_bench.workload.asyncapi._problems import _join, _kind, _Problem, _show, _split
+from catga_bench.workload.asyncapi._problems import _join, _kind, _Problem, _show, pointer_tokens
 from catga_bench.workload.asyncapi.model import (
     BenchExtension,
     Correlation,
@@ -102,7 +102,7 @@ def _location(location: object, pointer: str) -> Correlation:
             raise _Problem(pointer, f"{_show(location)} names the whole payload; name one field "
                                     "($message.payload#/json/pointer, e.g. #/order_id)")
         return Correlation(where="payload", path=m[2])
-    parts = _split(m[2])
+    parts = pointer_tokens(m[2])
     if len(parts) != 1 or not parts[0]:
         raise _Problem(pointer, f"{_show(location)}: a header location names one header "
                                 "($message.header#/NAME)")
@@ -169,7 +169,7 @@ class _Doc:
     def at(self, pointer: str) -> Any:
         """The node at ``pointer``; raises LookupError when there is none."""
         node: Any = self.root
-        for part in _split(pointer):
+        for part in pointer_tokens(pointer):
             if isinstance(node, dict) and part in node:
                 node = node[part]
             elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
@@ -322,7 +322,7 @@ class _Reader:
             raise _Problem(where, "must be a $ref to a channel under #/channels "
                                   "({\"$ref\": \"#/channels/ID\"})")
         pointer = self.doc.target(ref["$ref"], where)
-        parts = _split(pointer)
+        parts = pointer_tokens(pointer)
         if len(parts) == 2 and parts[0] == "channels" and parts[1] in channels:
             return channels[parts[1]]
         self.doc.follow(ref["$ref"], where, [])  # points to nothing: that error first
@@ -349,7 +349,7 @@ class _Reader:
             message = self.doc.mapping(node, where, "a message")
             name = message.get("name")
             self.messages[where] = SpecMessage(
-                name=name if isinstance(name, str) and name else _split(where)[-1],
+                name=name if isinstance(name, str) and name else pointer_tokens(where)[-1],
                 payload_schema=self._payload(message, where),
                 correlation=self._correlation(message, where),
                 pointer=where)
