@@ -25,6 +25,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from catga_bench.generator.failing import FailingTracker
 from catga_bench.generator.ledger import StreamLedger
 from catga_bench.generator.payload import (
     GeneratorTotals,
@@ -111,6 +112,8 @@ class Generator:
                           {n: i for i, n in enumerate(st.handler_names)}, new_hdr(), new_hdr())
             for st in plan.streams
         ]
+        self.failing = FailingTracker(target.correlation_id,
+                                      [st.plan.name for st in self.streams])
         self._cycle = weighted_cycle(plan.shares())
         self._cycle_pos = 0
         dup = plan.scenario.duplicate_ratio
@@ -214,7 +217,10 @@ class Generator:
         return {s for s, _ in self.pending}
 
     def handled(self, stream: int, handler: int, seq: int) -> None:
-        self.streams[stream].ledger.record_handled(handler, seq)
+        st = self.streams[stream]
+        if st.ledger.record_handled(handler, seq) == 2:  # its first duplicate
+            self.failing.duplicate(stream, st.ledger.handler_names[handler], seq,
+                                   self.pending.get((stream, seq)))
 
     def failed(self, stream: int, handler: int, seq: int) -> None:
         self.streams[stream].ledger.record_failed(handler, seq)
@@ -226,11 +232,13 @@ class Generator:
         self.timeline.gauge(int(time.time()), name, value)
 
     def output_class(self, kind: str, channel: str, correlation_id: str | None,
-                     reason: str) -> None:
+                     reason: str, message: tuple[int, int] | None = None) -> None:
         if kind not in OUTPUT_CLASSES:
             raise ValueError(f"output class must be one of {', '.join(OUTPUT_CLASSES)}, "
                              f"got {kind!r}")
         self.output_counts[kind] += 1
+        if kind == "late" and message is not None:
+            self.failing.late(message[0], message[1], channel)
         if len(self.output_samples) < MAX_OUTPUT_SAMPLES:
             self.output_samples.append(OutputSample(
                 kind=kind, channel=channel, correlation_id=correlation_id, reason=reason,
@@ -243,6 +251,7 @@ class Generator:
         now = time.perf_counter()
         self.last_outcome_at = now
         intended, start = timing
+        self.failing.completed(stream, seq, intended, start, now)
         st = self.streams[stream]
         latency_ms = (now - intended) * 1000.0
         error = result.error
@@ -327,7 +336,9 @@ class Generator:
             generator=GeneratorTotals(max_behind_s=round(self.max_behind_s, 4),
                                       dropped_sends=self.dropped_sends),
             rss_mb=self.probe.rss(), cpu_s=self.probe.cpu(),
-            outputs=OutputTotals(**self.output_counts, samples=list(self.output_samples)))
+            outputs=OutputTotals(**self.output_counts, samples=list(self.output_samples)),
+            failing_messages=self.failing.collect([st.ledger for st in self.streams],
+                                                  self.pending))
 
     def _overlay(self, system_rows: dict[str, Any]) -> None:
         """Gauges measured inside the system (queue depth, open breakers, loop lag) replace

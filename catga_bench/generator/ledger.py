@@ -62,17 +62,39 @@ class StreamLedger:
         """publish/send returned success for ``seq``."""
         self._acked[seq] = 1
 
-    def record_handled(self, handler: int, seq: int) -> None:
-        """Handler number ``handler`` finished ``seq`` successfully."""
+    def record_handled(self, handler: int, seq: int) -> int:
+        """Handler number ``handler`` finished ``seq`` successfully; returns how many times it
+        has now (2 = this was its first duplicate; saturates at 255)."""
         col = self._handled[handler]
         v = col[seq]
         if v < 255:
-            col[seq] = v + 1
+            v += 1
+            col[seq] = v
+        return v
 
     def record_failed(self, handler: int, seq: int) -> None:
         """Handler number ``handler`` failed ``seq`` in a known, reported way (dropped at QoS 0,
         dead-lettered, timed out, or rejected by its breaker): not a loss."""
         self._failed[handler][seq] = 1
+
+    def lost_seqs(self, limit: int) -> list[tuple[int, list[str]]]:
+        """The first ``limit`` lost messages: ``(seq, names of the handlers that never handled
+        it)`` in sequence order (O(sent x handlers); run once at the end)."""
+        n = self.sent
+        out: list[tuple[int, list[str]]] = []
+        cols = list(zip(self.handler_names, self._handled, self._failed, strict=True))
+        if limit <= 0 or all(h[:n].count(0) == 0 for _, h, _f in cols):
+            return out
+        acked = self._acked
+        for seq in range(n):
+            if not acked[seq]:
+                continue
+            missing = [name for name, h, f in cols if not h[seq] and not f[seq]]
+            if missing:
+                out.append((seq, missing))
+                if len(out) >= limit:
+                    break
+        return out
 
     def summary(self) -> LedgerSummary:
         """Count lost and duplicated pairs (O(sent x handlers), run once at the end)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from catga_bench.generator.failing import FailingMessage, first_failing
 from catga_bench.generator.timeline import Timeline
 from catga_bench.observability.hdr import encode_hdr, merge_hdr
 from catga_bench.targets.base import BreakerFigures, CoreFigures
@@ -116,6 +117,7 @@ class RunPayload(CoreFigures):
     cpu_s: dict[str, float] = Field(default_factory=dict)
     outputs: OutputTotals = Field(default_factory=OutputTotals)
     sent_per_generator: list[int] = Field(default_factory=list)
+    failing_messages: list[FailingMessage] = Field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-friendly form (what a Locust worker sends its master)."""
@@ -144,6 +146,8 @@ class RunPayload(CoreFigures):
                 cur.failed += h.failed
             out.ledger.add(p.ledger)
             out.outputs.add(p.outputs)
+            out.failing_messages = first_failing([*out.failing_messages,
+                                                  *p.failing_messages])
             for code, n in p.errors.items():
                 out.errors[code] = out.errors.get(code, 0) + n
             out.rejected += p.rejected

@@ -155,8 +155,10 @@ def sections(r: dict[str, Any], plots: Section | None = None) -> list[Section]:
     sections += [_slo_section(r), _figures_section(r)]
     if plots is not None:
         sections.append(plots)
-    sections += [_errors_section(r), _breaker_section(r), _streams_section(r),
-                 _handlers_section(r), _notes_section(r), _environment_section(r)]
+    sections += [_errors_section(r), _breaker_section(r), _streams_section(r)]
+    if as_list(r.get("failing_messages")):
+        sections.append(_failing_section(r))
+    sections += [_handlers_section(r), _notes_section(r), _environment_section(r)]
     return sections
 
 
@@ -279,6 +281,26 @@ def _streams_section(r: dict[str, Any]) -> Section:
     headers = ("stream", "QoS", "in SLO", "sent", "completed", "failed", "rejected", "lost",
                "duplicates", "p50 ms", "p99 ms", "p99.9 ms", "max ms")
     return Section("Streams", [Table(headers, rows, empty="no streams recorded")])
+
+
+def _failing_section(r: dict[str, Any]) -> Section:
+    """The first lost, late or duplicated messages, to look up in the system's own logs."""
+    rows = []
+    for raw in as_list(r.get("failing_messages")):
+        m = as_dict(raw)
+        outputs = ", ".join(f"{one_line(o.get('kind'))} {one_line(o.get('output'))} at "
+                            f"{one_line(o.get('at'))}" for o in map(as_dict,
+                                                                     as_list(m.get("outputs"))))
+        rows.append((one_line(m.get("kind")), one_line(m.get("correlation_id")),
+                     one_line(m.get("stream")), one_line(m.get("intended_at")),
+                     one_line(m.get("sent_at")), ", ".join(map(one_line,
+                                                               as_list(m.get("handlers")))),
+                     outputs or "none"))
+    intro = Para("The first messages (by intended send time) that were lost, late or "
+                 "duplicated; times are UTC. Search the system's logs for the correlation id.")
+    headers = ("kind", "correlation id", "stream", "intended at", "sent at",
+               "handlers / outputs", "outputs seen")
+    return Section("Failing messages", [intro, Table(headers, rows)])
 
 
 def _handlers_section(r: dict[str, Any]) -> Section:

@@ -243,7 +243,7 @@ class AsyncApiTarget(Target):
                                   f"{'/'.join(map(str, error.absolute_path))}: {error.message}")
         stream, seq = where
         if self._late:
-            sink.output_class("late", out.channel, cid, "after the drain deadline")
+            sink.output_class("late", out.channel, cid, "after the drain deadline", where)
             return
         sink.handled(stream, out.column, seq)
         sink.completed(stream, seq, Result.success(None))

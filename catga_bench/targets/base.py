@@ -79,12 +79,13 @@ class OutcomeSink(Protocol):
         ...
 
     def output_class(self, kind: str, channel: str, correlation_id: str | None,
-                     reason: str) -> None:
+                     reason: str, message: tuple[int, int] | None = None) -> None:
         """An output of a black-box system that completes nothing: ``late`` (its message was
         already counted lost), ``unexpected`` (its correlation id matches no message, or it
         has none) or ``nonconformant`` (it fails its message's schema; it may still complete
         its message). Counted in the report under that name; the first few are kept with
-        ``reason`` (docs/sut.md)."""
+        ``reason`` (docs/sut.md). ``message`` is ``(stream, seq)`` when the id matched one
+        (a late output is then listed with its message in ``failing_messages``)."""
         ...
 
 
@@ -182,6 +183,11 @@ class Target(ABC):
     @abstractmethod
     async def close(self, drain_timeout_s: float) -> SystemFigures:
         """Wait up to ``drain_timeout_s`` for outcomes still due, stop, return the figures."""
+
+    def correlation_id(self, stream: int, seq: int) -> str:
+        """The id this target gives message ``seq`` of ``stream`` — what a user looks for in
+        the system's logs (``failing_messages``). Default: ``"<stream>.<seq>"``."""
+        return f"{stream}.{seq}"
 
 
 async def wait_for_outcomes(sink: OutcomeSink, deadline: float, *,
