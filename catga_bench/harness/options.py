@@ -28,6 +28,7 @@ SLO_OPTIONS: dict[str, tuple[str, type]] = {
     "slo_max_error_ratio": ("max_error_ratio", float),
     "slo_max_lost": ("max_lost", int),
     "slo_max_duplicates": ("max_duplicates", int),
+    "slo_max_duplicate_ratio": ("max_duplicate_ratio", float),
     "slo_max_loop_lag_p99_ms": ("max_loop_lag_p99_ms", float),
     "slo_min_timeouts": ("min_timeouts", int),
     "slo_min_rejected": ("min_rejected", int),
@@ -86,6 +87,9 @@ def add_arguments(parser: Any) -> None:
                    help="Lost messages at most (QoS >= 1)")
     g.add_argument("--slo-max-duplicates", default=None, metavar="N",
                    help="Duplicates handled at most (QoS 2)")
+    g.add_argument("--slo-max-duplicate-ratio", default=None, metavar="RATIO",
+                   help="QoS 1 duplicates / handlings at most (0..1; at-least-once budget, "
+                        "off by default)")
     g.add_argument("--slo-max-loop-lag-p99-ms", default=None, metavar="MS",
                    help="Event-loop lag P99 limit")
     g.add_argument("--slo-min-timeouts", default=None, metavar="N",

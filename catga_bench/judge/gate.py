@@ -270,6 +270,11 @@ def evaluate(report: dict[str, Any], t: SLOTargets) -> list[dict[str, Any]]:
     if any(int(q) >= 2 for q in by_dup):
         add("duplicates", t.max_duplicates, total(by_dup, 2), "<=", "",
             "handled more than once (exactly-once)")
+    if "1" in by_dup and t.max_duplicate_ratio is not None:
+        dup1, handled = by_dup["1"], report.get("handled") or 0
+        add("duplicate_ratio", t.max_duplicate_ratio,
+            None if dup1 is None else round(dup1 / handled, 6) if handled else 0.0, "<=", "",
+            "QoS 1 duplicates / handlings (at-least-once budget)")
     add("loop_lag_p99", t.max_loop_lag_p99_ms, report["event_loop_lag_ms"]["p99"], "<", "ms",
         "event-loop lag P99")
     add("min_timeouts", t.min_timeouts, report["timeouts"], ">=", "",

@@ -19,7 +19,9 @@ class SLOTargets(BaseModel):
     """The targets a run is judged by. Latencies in milliseconds, from the intended send time.
 
     ``max_lost`` applies at QoS >= 1 and ``max_duplicates`` at QoS 2 (at QoS 0 loss is reported,
-    not gated). Breaker targets apply when the run has breakers; ``max_late``,
+    not gated). At QoS 1 duplicates are the contract's (at-least-once redelivers after a crash):
+    they are reported, and gated only by ``max_duplicate_ratio`` when set — a budget that a
+    redelivery after a crash fits in and a service that emits 1% of its outputs twice does not. Breaker targets apply when the run has breakers; ``max_late``,
     ``max_unexpected`` and ``max_nonconformant`` when the system under test is a black box
     (its outputs are read back: docs/sut.md).
     """
@@ -35,6 +37,9 @@ class SLOTargets(BaseModel):
         0.0, ge=0, le=1, description="failed / completed messages of SLO streams at most")
     max_lost: int | None = Field(0, ge=0, description="acknowledged but never handled (QoS>=1)")
     max_duplicates: int | None = Field(0, ge=0, description="handled more than once (QoS 2)")
+    max_duplicate_ratio: float | None = Field(
+        None, ge=0, le=1, description="QoS 1 duplicates / handlings at most (at-least-once "
+                                      "budget; off by default)")
     max_loop_lag_p99_ms: float | None = Field(
         None, gt=0, description="event-loop lag P99 limit (ms)")
     min_timeouts: int | None = Field(None, ge=0, description="handler timeouts at least")
