@@ -21,7 +21,8 @@ class SLOTargets(BaseModel):
     ``max_lost`` applies at QoS >= 1 and ``max_duplicates`` at QoS 2 (at QoS 0 loss is reported,
     not gated). At QoS 1 duplicates are the contract's (at-least-once redelivers after a crash):
     they are reported, and gated only by ``max_duplicate_ratio`` when set — a budget that a
-    redelivery after a crash fits in and a service that emits 1% of its outputs twice does not. Breaker targets apply when the run has breakers; ``max_late``,
+    redelivery after a crash fits in and a service that emits 1% of its outputs twice does not.
+    Breaker targets apply when the run has breakers; ``max_late``,
     ``max_unexpected`` and ``max_nonconformant`` when the system under test is a black box
     (its outputs are read back: docs/sut.md).
     """

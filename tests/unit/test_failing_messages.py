@@ -55,7 +55,7 @@ class FaultyTarget(Target):
         return SystemFigures()
 
 
-def _report(target: Target) -> dict[str, Any]:
+def _report(target: Target, slo: SLOTargets | None = None) -> dict[str, Any]:
     scenario = Scenario(name="failing", rate=400, qos=1, streams=[Stream("Ev", handlers=[
         HandlerSpec("a", profiles.Fast()), HandlerSpec("b", profiles.Fast())])])
 
@@ -69,7 +69,7 @@ def _report(target: Target) -> dict[str, Any]:
         payload = await generator.finish(drain_timeout_s=0.2)
         payload = RunPayload.from_dict(payload.to_dict())  # as a worker ships it
         return build_report(payload, RunFacts("failing", target.name, 1, 400, started, None,
-                                              stopped), SLOTargets(p99_ms=50.0))
+                                              stopped), slo or SLOTargets(p99_ms=50.0))
 
     return asyncio.run(run())
 
@@ -135,3 +135,18 @@ def test_the_ledger_lists_lost_messages_with_the_handlers_that_missed_them() -> 
     assert ledger.record_handled(0, 5) == 2
     assert ledger.lost_seqs(10) == [(2, ["a", "b"])]
     assert ledger.lost_seqs(0) == []
+
+
+def test_qos_1_duplicates_are_reported_and_gated_only_by_the_budget() -> None:
+    """At-least-once allows duplicates: reported, not gated — unless a budget is set, which
+    a service that emits 2.5% of its outputs twice exceeds."""
+    free = _report(FaultyTarget(dup_every=40))
+    assert free["duplicates_by_qos"] == {"1": free["duplicates"]} and free["duplicates"] > 5
+    assert free["exit_code"] == 0, free["verdict"]
+    budget = _report(FaultyTarget(dup_every=40),
+                     SLOTargets(p99_ms=50.0, max_duplicate_ratio=0.001))
+    assert budget["exit_code"] == 1
+    row = next(r for r in budget["slo"] if r["name"] == "duplicate_ratio")
+    assert not row["passed"] and 0.005 < row["value"] < 0.02  # 1 in 40 of 2 handlings
+    roomy = _report(FaultyTarget(dup_every=40), SLOTargets(p99_ms=50.0, max_duplicate_ratio=0.05))
+    assert roomy["exit_code"] == 0, roomy["verdict"]
