@@ -7,7 +7,9 @@ may pause, kill and restart it. A missing binary fails under ``CI=true`` and ski
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from _support import require_tool
@@ -44,3 +46,17 @@ def nats_server_module() -> Iterator[BrokerProcess]:
 def redis_server_module() -> Iterator[BrokerProcess]:
     """One redis-server shared by a test module (tests must use distinct keys)."""
     yield from _broker("redis", "redis-server")
+
+
+@pytest.fixture(scope="session")
+def node_order_service() -> Path:
+    """examples/order-service-node with its npm dependencies installed (``npm ci`` from the
+    committed lockfile, once). Node.js and npm missing: a failure under ``CI=true``."""
+    require_tool("node", "apt-get install -y nodejs npm")
+    require_tool("npm", "apt-get install -y npm")
+    folder = Path(__file__).resolve().parents[1] / "examples" / "order-service-node"
+    if not (folder / "node_modules" / "nats").is_dir():
+        proc = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=folder,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"npm ci failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    return folder
