@@ -1,7 +1,7 @@
-"""The process runner of ``x-catga-bench.process`` (catga_bench/processes/sut.py) on a tiny fake
-service (tests/fixtures/fake_service.py): ready by a log line, by TCP, by HTTP; never ready and
-exiting early are TargetUnavailable with the last lines; stop escalates to SIGKILL; signals reach
-the whole process group; kill -9 and restart."""
+"""The process runner of ``x-catga-bench.process`` (catga_bench/targets/sut_process.py) on a
+tiny fake service (tests/fixtures/fake_service.py): ready by a log line, by TCP, by HTTP; never
+ready and exiting early are TargetUnavailable with the last lines; stop escalates to SIGKILL;
+signals reach the whole process group; kill -9 and restart."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from _support import free_port
 
 from catga_bench.errors import ConfigError
-from catga_bench.processes.sut import SutProcess, effective_urls, fill_env, log_name
 from catga_bench.targets.base import TargetUnavailable
+from catga_bench.targets.sut_process import SutProcess, effective_urls, fill_env, log_name
 from catga_bench.workload.asyncapi import ProcessExt, ReadyCheck, load_spec
 
 FAKE = Path(__file__).resolve().parents[1] / "fixtures" / "fake_service.py"
@@ -93,7 +93,7 @@ def test_never_ready_is_target_unavailable_with_the_last_lines(tmp_path: Path) -
     assert first.startswith("the system under test (slow) was not ready within 1 s (waiting "
                             "for a log line matching ")
     assert "it was killed; command: " in first and str(FAKE) in first
-    assert f"log: {tmp_path / 'sut-slow.log'}; its last 15 lines:" in first
+    assert first.endswith(f"log: {tmp_path / 'sut-slow.log'}")
     assert rest == [f"    fake: line {i}" for i in range(15, 30)]
     assert sut.exit_code == -signal.SIGKILL and not sut.running
     assert sut.pid is not None and gone(sut.pid)

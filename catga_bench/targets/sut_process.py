@@ -274,14 +274,15 @@ class SutProcess:
 
     def _failure(self, what: str, *, tail: bool = True) -> str:
         """One line naming the service, what happened, the command and the log, then its
-        last output lines, indented."""
-        head = (f"the system under test ({self.name}) {what}; command: "
-                f"{shlex.join(self.command)} (in {self.process.cwd}); log: {self.log_path}")
+        last :data:`TAIL_IN_ERROR` output lines, each indented by 4 spaces."""
+        command = shlex.join(self.command).replace("\r", "\\r").replace("\n", "\\n")
+        head = (f"the system under test ({self.name}) {what}; command: {command} (in "
+                f"{self.process.cwd}); log: {self.log_path}")
         if not tail:
             return head
         lines = list(self.tail)[-TAIL_IN_ERROR:]
         body = [f"    {line}" for line in lines] or ["    (it printed nothing)"]
-        return "\n".join([head + f"; its last {len(lines)} lines:" if lines else head, *body])
+        return "\n".join([head, *body])
 
     # ----------------------------------------------------------------- signals
     def _signal_group(self, sig: int) -> bool:
