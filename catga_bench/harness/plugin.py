@@ -30,7 +30,7 @@ from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError
 from catga_bench.generator.generator import Generator
 from catga_bench.generator.payload import RunPayload
 from catga_bench.harness.bridge import BridgeError, LoopThread
-from catga_bench.harness.options import RunOptions, add_arguments, parse_options
+from catga_bench.harness.options import DEFAULT_URLS, RunOptions, add_arguments, parse_options
 from catga_bench.judge.gate import CORE_SUT, RunFacts, build_report
 from catga_bench.targets.base import Target, TargetUnavailable
 from catga_bench.targets.defects import defects_from_env
@@ -159,7 +159,8 @@ class Harness:
         """Build (not start) the :class:`SutProcess` when the run's AsyncAPI document has
         ``x-catga-bench.process`` and this process owns it (a local run, or the master of a
         distributed run: one copy of the service). Its env placeholders get the effective
-        URLs: ``--nats-url`` / ``--redis-url`` / ``--host`` over the document's servers.
+        URLs: ``--nats-url`` / ``--redis-url`` / ``--host`` over the document's servers, over
+        the brokers' usual addresses (``nats://127.0.0.1:4222``, ``redis://127.0.0.1:6379``).
 
         Raises:
             ConfigError: an env value uses a placeholder with no URL (exit 2).
@@ -174,6 +175,8 @@ class Harness:
             spec, nats_url=self.options.nats_url,
             redis_url=getattr(opts, "redis_url", None) or os.environ.get("CATGA_REDIS_URL"),
             http_url=self.env.host or getattr(opts, "host", None))
+        for key, transport in (("nats_url", "nats"), ("redis_url", "redis")):
+            urls[key] = urls[key] or DEFAULT_URLS[transport]  # a broker has a usual address
         self.sut_process = SutProcess(spec.bench.process, urls, self.report_dir(),
                                       log_name(spec.title), spec_path=spec.path)
 

@@ -183,6 +183,19 @@ def test_a_service_that_never_becomes_ready_is_exit_3_with_its_last_lines(
     assert (report_dir / "sut-order-service.log").read_text().endswith("still warming\n")
 
 
+def test_a_placeholder_with_no_url_is_exit_2_and_one_line(tmp_path: Path) -> None:
+    spec = _spec_copy(tmp_path, {"command": ["python3", "service.py"],
+                                 "env": {"API": "{http_url}/orders"},
+                                 "ready": {"log": "ready"}})
+    cmd = locust_command(ORDER_SERVICE / "locustfile.py", users=1, run_time_s=2,
+                         report_dir=tmp_path / "report", extra=("--sut-spec", str(spec)))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (f"catga-bench: error: {spec}: /x-catga-bench/process/env/API: {{http_url}} has no "
+            "value: the document has no http server and --host was not given") in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
 def _start_service(url: str) -> subprocess.Popen[str]:
     service = subprocess.Popen([sys.executable, str(ORDER_SERVICE / "service.py"),
                                 "--nats-url", url], stdout=subprocess.PIPE,
