@@ -30,7 +30,7 @@ from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError
 from catga_bench.generator.generator import Generator
 from catga_bench.generator.payload import RunPayload
 from catga_bench.harness.bridge import BridgeError, LoopThread
-from catga_bench.harness.options import RunOptions, add_arguments, parse_options
+from catga_bench.harness.options import DEFAULT_URLS, RunOptions, add_arguments, parse_options
 from catga_bench.judge.gate import CORE_SUT, RunFacts, build_report
 from catga_bench.targets.base import Target, TargetUnavailable
 from catga_bench.targets.defects import defects_from_env
@@ -38,6 +38,7 @@ from catga_bench.workload.plan import RunPlan
 from core.transport.base import TransportError
 
 if TYPE_CHECKING:
+    from catga_bench.targets.sut_process import SutProcess
     from catga_bench.workload.scenario import Scenario
 
 log = logging.getLogger("catga.bench")
@@ -77,6 +78,11 @@ class Harness:
         self.start_error: str | None = None
         self._producers = 0
         self._metrics_server: Any = None
+        #: the service the harness starts itself (x-catga-bench.process), in a local run or
+        #: on the master; None otherwise
+        self.sut_process: SutProcess | None = None
+        self._sut_stopped = False
+        self._report_dir: Path | None = None
 
     # ----------------------------------------------------------------- roles
     @property
@@ -113,6 +119,7 @@ class Harness:
             self.bridge = LoopThread()
             self.bridge.start()
             plan = RunPlan.of(self.scenario, self.options.handlers)
+            self.start_sut()  # before the target opens its connections
             generator = Generator(plan, self._target(plan))
 
             async def create() -> Generator:
@@ -126,12 +133,7 @@ class Harness:
             log.error(self.start_error)
             return
         except (TransportError, TargetUnavailable) as exc:  # broker down, no core: exit 3
-            self.start_error = str(exc)
-            sys.stderr.write(f"catga-bench: error: {exc}\n")
-            sys.stderr.flush()
-            runner = self.env.runner
-            if runner is not None:
-                gevent.spawn_later(0.1, runner.quit)
+            self._environment_failure(exc)
             return
         self.started_at = time.time()
         # Locust, the generator and its histograms live for the whole run: keep them out of the
@@ -141,6 +143,69 @@ class Harness:
         if self.options.metrics_port:
             self._start_metrics()
         gevent.spawn(self._pump_logs_forever)
+
+    def _environment_failure(self, exc: Exception) -> None:
+        """No verdict (exit 3): print the reason (one line, then any indented detail such as a
+        service's last log lines), keep its first line for the report, and quit the run."""
+        self.start_error = str(exc).split("\n", 1)[0]
+        sys.stderr.write(f"catga-bench: error: {exc}\n")
+        sys.stderr.flush()
+        runner = self.env.runner
+        if runner is not None:
+            gevent.spawn_later(0.1, runner.quit)
+
+    # ----------------------------------------------------------------- the service's process
+    def prepare_sut(self, plan: RunPlan) -> None:
+        """Build (not start) the :class:`SutProcess` when the run's AsyncAPI document has
+        ``x-catga-bench.process`` and this process owns it (a local run, or the master of a
+        distributed run: one copy of the service). Its env placeholders get the effective
+        URLs: ``--nats-url`` / ``--redis-url`` / ``--host`` over the document's servers, over
+        the brokers' usual addresses (``nats://127.0.0.1:4222``, ``redis://127.0.0.1:6379``).
+
+        Raises:
+            ConfigError: an env value uses a placeholder with no URL (exit 2).
+        """
+        spec = plan.spec
+        if spec is None or spec.bench.process is None or self.is_worker:
+            return
+        from catga_bench.targets.sut_process import SutProcess, effective_urls, log_name
+
+        opts = self.env.parsed_options
+        urls = effective_urls(
+            spec, nats_url=self.options.nats_url,
+            redis_url=getattr(opts, "redis_url", None) or os.environ.get("CATGA_REDIS_URL"),
+            http_url=self.env.host or getattr(opts, "host", None))
+        for key, transport in (("nats_url", "nats"), ("redis_url", "redis")):
+            urls[key] = urls[key] or DEFAULT_URLS[transport]  # a broker has a usual address
+        self.sut_process = SutProcess(spec.bench.process, urls, self.report_dir(),
+                                      log_name(spec.title), spec_path=spec.path)
+
+    def start_sut(self) -> None:
+        """Start the service (if :meth:`prepare_sut` built one) and wait until it is ready.
+
+        Raises:
+            TargetUnavailable: it exited or was not ready in time (its last lines included).
+        """
+        sut = self.sut_process
+        if sut is None or sut.starts:
+            return
+        log.info("catga-bench: starting the system under test: %s", " ".join(sut.command))
+        sut.start()
+        log.info("catga-bench: the system under test is ready after %.2f s (pid %s, log %s)",
+                 sut.ready_s or 0.0, sut.pid, sut.log_path)
+
+    def stop_sut(self) -> None:
+        """Stop the service the harness started (SIGTERM, SIGKILL after its grace period);
+        once, after the drain."""
+        sut = self.sut_process
+        if sut is None or not sut.starts or self._sut_stopped:
+            return
+        self._sut_stopped = True
+        if not sut.running:
+            log.warning("catga-bench: the system under test had exited before the run ended "
+                        "(exit code %s; log %s)", sut.facts()["exit_code"], sut.log_path)
+        code = sut.stop()
+        log.info("catga-bench: the system under test stopped (exit code %s)", code)
 
     def _target(self, plan: RunPlan) -> Target:
         """The system under test that ``--sut`` and ``--transport`` name."""
@@ -266,6 +331,7 @@ class Harness:
         return payload.to_dict()
 
     def shutdown(self) -> None:
+        self.stop_sut()
         if self.bridge is not None:
             self.bridge.stop()
 
@@ -282,6 +348,9 @@ class Harness:
             assert isinstance(runner, MasterRunner)
             expected = len(runner.clients)
             runner.send_message(MSG_FINISH, {"at": stopped_at})
+            if self.start_error is not None:  # the service did not start: no run to wait for
+                expected = 0
+                env_failures.append(self.start_error)
             deadline = time.monotonic() + 90
             while len(self.payloads) < expected and time.monotonic() < deadline:
                 gevent.sleep(0.05)
@@ -293,6 +362,7 @@ class Harness:
         else:
             payloads = [self.collect_local_payload()]
             workers = 1
+        self.stop_sut()  # after the drain: its exit code goes in the report
         good, failures = read_payloads(payloads)
         env_failures += failures
         merged = RunPayload.merge(good) if good else RunPayload()
@@ -327,16 +397,25 @@ class Harness:
             channels = RunPlan.of(self.scenario).channels()
         except ConfigError:
             channels = []
-        return {"kind": "asyncapi", "spec": self.scenario.sut_spec, "channels": channels}
+        facts: dict[str, Any] = {"kind": "asyncapi", "spec": self.scenario.sut_spec,
+                                 "channels": channels}
+        if self.sut_process is not None:
+            facts["process"] = self.sut_process.facts(self.report_dir())
+        return facts
+
+    def report_dir(self) -> Path:
+        """The run's report folder (``--report-dir``, else ``reports/<scenario>-<time>``),
+        fixed at the first call: the service's log goes there before the report does."""
+        if self._report_dir is None:
+            self._report_dir = Path(self.options.report_dir or os.path.join(
+                "reports", f"{self.scenario_name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        return self._report_dir
 
     def write_report(self) -> None:
         from catga_bench.judge.report import write_reports
 
         assert self.report is not None
-        out = self.options.report_dir or os.path.join(
-            "reports", f"{self.scenario_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
-        paths = write_reports(self.report, Path(out))
+        paths = write_reports(self.report, self.report_dir())
         self.report_paths = paths
         log.info("catga-bench: report written to %s", paths.get("md"))
 
@@ -406,7 +485,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         options = parse_options(environment.parsed_options)
         defects_from_env()  # an unknown CATGA_BENCH_DEFECTS name is a usage error (exit 2)
         harness = Harness(environment, options, scenario, name)
-        RunPlan.of(harness.scenario, options.handlers)  # a bad stream is a usage error too
+        plan = RunPlan.of(harness.scenario, options.handlers)  # a bad stream: usage error too
+        harness.prepare_sut(plan)  # a placeholder with no URL: usage error
     except ConfigError as exc:
         _fail_usage(str(exc))
         return
@@ -429,6 +509,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     harness.started_at = time.time()
     if harness.generates:
         harness.ensure_started()
+    elif harness.sut_process is not None:  # the master owns the one copy of the service
+        try:
+            harness.start_sut()
+        except TargetUnavailable as exc:
+            harness._environment_failure(exc)
 
 
 def _on_spawned(user_count: int, **_: Any) -> None:

@@ -1,7 +1,10 @@
 """A service in a black box: 300 orders/s at QoS 1 to the order service described by
-asyncapi.yaml (start it first: python service.py). Every order must be confirmed once, in the
-right shape, within 100 ms at P99.
-Run: locust -f locustfile.py --headless -u 5 -r 5 -t 20s [--nats-url URL]"""
+asyncapi.yaml. Every order must be confirmed once, in the right shape, within 100 ms at P99.
+The document's x-catga-bench.process starts the service (python3 service.py, NATS_URL set to the
+run's NATS server) before the load and stops it after the drain; its output goes to
+sut-order-service.log in the report folder. Only NATS (with JetStream) must be running.
+Run: locust -f locustfile.py --headless -u 5 -r 5 -t 20s [--nats-url URL]
+(ORDER_SERVICE_DEFECT=drop_1pct|dup_1pct|bad_schema_1pct in the environment seeds a defect.)"""
 
 from pathlib import Path
 

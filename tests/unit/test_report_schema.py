@@ -83,3 +83,18 @@ def test_stream_and_breaker_fields_are_documented(report: dict[str, Any]) -> Non
         assert f"`{key}`" in streams_row, key
     for key in report["breaker"]:
         assert f"`{key}`" in breaker_row, key
+
+
+def test_sut_process_fields_are_documented(tmp_path: Path) -> None:
+    """``sut.process`` (a service the harness started) is in docs/report.md, key for key."""
+    from catga_bench.targets.sut_process import SutProcess
+    from catga_bench.workload.asyncapi import ProcessExt, ReadyCheck
+
+    process = ProcessExt(command=["true"], cwd=tmp_path, ready=ReadyCheck(tcp="127.0.0.1:1"))
+    facts = SutProcess(process, {}, tmp_path, "svc").facts()
+    text = DOC.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `sut.process`"))
+    documented = set(re.findall(r"\{([a-z_, ]+)\}", row)[0].replace(" ", "").split(","))
+    assert documented == set(facts)
+    sut_row = next(line for line in text.splitlines() if line.startswith("| `sut` "))
+    assert "`process`" in sut_row

@@ -33,17 +33,27 @@ The top-level ``x-catga-bench`` object (optional; an unknown key is an error):
 - ``payload``: the input payload template, a JSON object stored as written (strings may contain
   ``{seq}``, ``{uuid}``, ``{now_ms}``; a list means "choose one at random"). Default: ``{}``.
 - ``qos``: 0, 1 or 2, the QoS of the input publish. Default: none (the run's own setting).
-- ``jetstream``: ``{stream, durable}``, the service's JetStream stream holding the input subject
-  and its durable consumer name (informational). Default: none.
+- ``jetstream``: ``{stream, durable, purge}``, the service's JetStream stream holding the input
+  subject, its durable consumer name (informational) and whether to empty the stream before the
+  run (``purge``, a bool, default false). Default: none.
+- ``process``: how the harness starts the service itself (``_process.py``; docs/sut.md,
+  "Starting the service"): ``command`` (a list, or a string split with ``shlex``), ``cwd``
+  (relative to the document's folder; default: that folder), ``env`` (strings over
+  ``os.environ``; ``{nats_url}``, ``{redis_url}``, ``{http_url}`` are filled with the run's
+  effective server URLs), ``ready`` (exactly one of ``log`` (a regex), ``http`` (a URL answering
+  2xx), ``tcp`` (``host:port``)), ``start_timeout_s`` (default 20) and ``stop_grace_s``
+  (default 5). Default: none (the service is assumed running).
 
 Every problem raises :class:`~catga_bench.errors.ConfigError` with one line naming the file, the
 JSON pointer of the offending node, and what is allowed.
 
 Layout: ``model.py`` (the result), ``_reader.py`` (reading, ``$ref`` resolution, checks),
-``_problems.py`` (the one-line errors and JSON pointers).
+``_process.py`` (the ``process`` block), ``_problems.py`` (the one-line errors and JSON
+pointers).
 """
 
 from catga_bench.workload.asyncapi._problems import pointer_tokens
+from catga_bench.workload.asyncapi._process import PLACEHOLDERS, tcp_address
 from catga_bench.workload.asyncapi._reader import (
     ACTIONS,
     PROTOCOLS,
@@ -54,6 +64,8 @@ from catga_bench.workload.asyncapi.model import (
     BenchExtension,
     Correlation,
     JetStreamExt,
+    ProcessExt,
+    ReadyCheck,
     SpecChannel,
     SpecMessage,
     SpecOperation,
@@ -61,6 +73,7 @@ from catga_bench.workload.asyncapi.model import (
     SutSpec,
 )
 
-__all__ = ["ACTIONS", "PROTOCOLS", "BenchExtension", "Correlation", "JetStreamExt",
-           "SpecChannel", "SpecMessage", "SpecOperation", "SpecServer", "SutSpec", "load_spec",
-           "parse_correlation_location", "pointer_tokens"]
+__all__ = ["ACTIONS", "PLACEHOLDERS", "PROTOCOLS", "BenchExtension", "Correlation",
+           "JetStreamExt", "ProcessExt", "ReadyCheck", "SpecChannel", "SpecMessage",
+           "SpecOperation", "SpecServer", "SutSpec", "load_spec", "parse_correlation_location",
+           "pointer_tokens", "tcp_address"]

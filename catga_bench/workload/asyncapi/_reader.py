@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from catga_bench.errors import ConfigError
 from catga_bench.workload.asyncapi._problems import _join, _kind, _Problem, _show, pointer_tokens
+from catga_bench.workload.asyncapi._process import read_process
 from catga_bench.workload.asyncapi.model import (
     BenchExtension,
     Correlation,
@@ -109,27 +110,37 @@ def _location(location: object, pointer: str) -> Correlation:
     return Correlation(where="header", path=parts[0])
 
 
-def _bench(node: object) -> BenchExtension:
-    """The ``x-catga-bench`` object."""
+#: what each x-catga-bench field allows (by "key" or "key/subkey"), for the one-line errors
+_ALLOWED = {"input": "an operation id (string)", "outputs": "a list of operation ids",
+            "payload": "a JSON object of field: template value", "qos": "0, 1 or 2",
+            "jetstream": "a mapping with stream, durable, purge",
+            "jetstream/purge": "true or false"}
+
+
+def _bench(node: object, path: Path) -> BenchExtension:
+    """The ``x-catga-bench`` object of the document at ``path``."""
     where = "/x-catga-bench"
     if node is None:
         return BenchExtension()
     if not isinstance(node, dict):
         keys = ", ".join(BenchExtension.model_fields)
         raise _Problem(where, f"must be a mapping with keys {keys}; got {_kind(node)}")
+    rest = {k: v for k, v in node.items() if k != "process"}  # read by _process.read_process
     try:
-        return BenchExtension.model_validate(node)
+        bench = BenchExtension.model_validate(rest)
     except ValidationError as e:
         err = e.errors()[0]
+    else:
+        if "process" in node:
+            bench.process = read_process(node["process"], path)
+        return bench
     loc = [k for k in err["loc"] if k != "[key]"]
     at = _join(where, *loc)
     if err["type"] == "extra_forbidden":
         model = JetStreamExt if len(loc) > 1 else BenchExtension
         raise _Problem(at, f"unknown key {_show(loc[-1])}; allowed keys: "
                            f"{', '.join(model.model_fields)}")
-    allowed = {"input": "an operation id (string)", "outputs": "a list of operation ids",
-               "payload": "a JSON object of field: template value", "qos": "0, 1 or 2",
-               "jetstream": "a mapping with stream, durable"}.get(str(loc[0]), "a string")
+    allowed = _ALLOWED.get("/".join(map(str, loc[:2]))) or _ALLOWED.get(str(loc[0]), "a string")
     raise _Problem(at, f"{err['msg']} (got {_show(err['input'])}); allowed: {allowed}")
 
 
@@ -252,7 +263,7 @@ class _Reader:
                     for k, v in self.doc.section(root, "", "channels", "a map of channels").items()}
         ops = self.doc.section(root, "", "operations", "a map of operations")
         operations = {str(k): self._operation(str(k), v, channels) for k, v in ops.items()}
-        bench = _bench(root.get("x-catga-bench"))
+        bench = _bench(root.get("x-catga-bench"), path)
         _check_qos(bench)
         spec = SutSpec(path=path, title=title, version=version, servers=servers,
                        channels=channels, operations=operations, bench=bench)

@@ -70,6 +70,50 @@ class JetStreamExt(BaseModel):
     stream: str | None = None
     #: the service's durable consumer name (informational for now)
     durable: str | None = None
+    #: empty the stream before the run (messages left from an earlier run are not redelivered
+    #: into this one)
+    purge: bool = False
+
+
+class ReadyCheck(BaseModel):
+    """How the harness knows a service it started is ready: exactly one field is set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: a regular expression searched in each stdout/stderr line (``re.search``)
+    log: str | None = None
+    #: a URL whose GET answers 2xx (``http://127.0.0.1:8085/health``)
+    http: str | None = None
+    #: ``host:port`` accepting a TCP connection (``127.0.0.1:8085``)
+    tcp: str | None = None
+
+    def describe(self) -> str:
+        """``log "order-service ready"``, ``http http://...`` or ``tcp host:port``."""
+        if self.log is not None:
+            return f"log line matching {self.log!r}"
+        if self.http is not None:
+            return f"GET {self.http} answering 2xx"
+        return f"TCP connect to {self.tcp}"
+
+
+class ProcessExt(BaseModel):
+    """``x-catga-bench.process``: how the harness starts the service itself (docs/sut.md,
+    "Starting the service"). Absent: the service is assumed running."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: argv (a string in the document is split with ``shlex``), never empty
+    command: list[str]
+    #: absolute working directory (the document's ``cwd`` resolved against the document's
+    #: folder; default: that folder)
+    cwd: Path
+    #: set over ``os.environ``; values may hold ``{nats_url}``, ``{redis_url}``, ``{http_url}``
+    env: dict[str, str] = {}
+    ready: ReadyCheck
+    #: seconds from start to ready before the run is abandoned (exit 3)
+    start_timeout_s: float = 20.0
+    #: seconds between SIGTERM and SIGKILL when stopping
+    stop_grace_s: float = 5.0
 
 
 class BenchExtension(BaseModel):
@@ -82,6 +126,8 @@ class BenchExtension(BaseModel):
     payload: dict[str, Any] = {}
     qos: int | None = None
     jetstream: JetStreamExt | None = None
+    #: how to start the service (read by ``_process.read_process``, not by pydantic)
+    process: ProcessExt | None = None
 
 
 class SutSpec(BaseModel):
