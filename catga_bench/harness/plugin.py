@@ -119,6 +119,7 @@ class Harness:
             self.bridge = LoopThread()
             self.bridge.start()
             plan = RunPlan.of(self.scenario, self.options.handlers)
+            self.purge_input(plan)  # before the service starts: no leftovers come out
             self.start_sut()  # before the target opens its connections
             generator = Generator(plan, self._target(plan))
 
@@ -179,6 +180,31 @@ class Harness:
             urls[key] = urls[key] or DEFAULT_URLS[transport]  # a broker has a usual address
         self.sut_process = SutProcess(spec.bench.process, urls, self.report_dir(),
                                       log_name(spec.title), spec_path=spec.path)
+
+    def purge_input(self, plan: RunPlan) -> None:
+        """``x-catga-bench.jetstream.purge``: empty the service's stream before the run (and
+        before the service starts), on a short-lived loop of its own.
+
+        Raises:
+            TargetUnavailable: the NATS server cannot be reached.
+        """
+        spec = plan.spec
+        js = spec.bench.jetstream if spec is not None else None
+        if spec is None or js is None or not js.purge or self.is_worker:
+            return
+        from catga_bench.targets.asyncapi import purge_input_stream
+
+        server = spec.server("nats")
+        url = self.options.nats_url or (server.url() if server else DEFAULT_URLS["nats"])
+        loop = LoopThread(name="catga-purge")
+        loop.start()
+        try:
+            removed = loop.call(purge_input_stream(spec, url), timeout_s=15)
+        finally:
+            loop.stop()
+        if removed:
+            log.info("catga-bench: purged %d message(s) an earlier run left in stream %s",
+                     removed, js.stream)
 
     def start_sut(self) -> None:
         """Start the service (if :meth:`prepare_sut` built one) and wait until it is ready.
@@ -511,6 +537,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         harness.ensure_started()
     elif harness.sut_process is not None:  # the master owns the one copy of the service
         try:
+            harness.purge_input(RunPlan.of(harness.scenario, harness.options.handlers))
             harness.start_sut()
         except TargetUnavailable as exc:
             harness._environment_failure(exc)

@@ -288,4 +288,38 @@ class AsyncApiTarget(Target):
                                         "outputs_received": self.outputs_received})
 
 
-__all__ = ["AsyncApiTarget", "pointer_get", "pointer_set", "render"]
+async def purge_input_stream(spec: SutSpec, url: str) -> int | None:
+    """Empty the service's JetStream stream (``x-catga-bench.jetstream.stream``) before a run,
+    so nothing an earlier run left behind comes out as this run's outputs. Returns how many
+    messages were removed, or None when the stream does not exist yet (the service creates it).
+
+    Raises:
+        TargetUnavailable: the NATS server at ``url`` cannot be reached.
+    """
+    import nats
+    import nats.errors
+    import nats.js.errors
+
+    js_ext = spec.bench.jetstream
+    if js_ext is None or not js_ext.stream:
+        return None
+    try:
+        nc = await asyncio.wait_for(nats.connect(url, allow_reconnect=False,
+                                                 connect_timeout=2), timeout=5.0)
+    except (OSError, nats.errors.Error, TimeoutError) as exc:
+        raise TargetUnavailable(f"the system under test's NATS server {url} cannot be reached "
+                                f"(to purge stream {js_ext.stream}): {type(exc).__name__}: "
+                                f"{exc}") from None
+    try:
+        jsm = nc.jetstream()
+        try:
+            info = await jsm.stream_info(js_ext.stream)
+        except nats.js.errors.NotFoundError:
+            return None
+        await jsm.purge_stream(js_ext.stream)
+        return int(info.state.messages)
+    finally:
+        await nc.close()
+
+
+__all__ = ["AsyncApiTarget", "purge_input_stream", "pointer_get", "pointer_set", "render"]
