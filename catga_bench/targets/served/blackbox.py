@@ -314,6 +314,7 @@ class BlackBoxServer:
         await self.core.drain(2.0)
         await self.core.stop()
         await self.writer.close()
+        log.info("stopped: %s", self.summary())
 
 
 __all__ = ["OUTPUT_BODY", "BlackBoxContract", "BlackBoxCore", "BlackBoxServer", "OutputWriter",
