@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "over NATS or Redis for load generators started with --transport.",
         epilog="example:\n  catga-bench serve --transport nats --scenario scenarios/"
                "high_fanout.py\n  locust -f scenarios/high_fanout.py --transport nats "
-               "--headless -u 10 -r 10 -t 30s\n\nexit codes: 0 stopped cleanly, 2 usage, "
+               "--headless -u 10 -r 10 -t 30s\n  catga-bench serve --transport nats --asyncapi "
+               "scenarios/specs/catga-core.asyncapi.yaml --scenario scenarios/core_black_box.py"
+               "\n  locust -f scenarios/core_black_box.py --headless -u 10 -r 10 -t 30s"
+               "\n\nexit codes: 0 stopped cleanly, 2 usage, "
                "3 broker unreachable",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
