@@ -36,7 +36,7 @@ from core.mediator import _REJECTED, Mediator
 from core.messages import Event
 from core.result import FanoutOutcome, Result
 from core.transport.base import Delivery, Transport
-from core.transport.endpoint import MediatorEndpoint, OutcomeHook
+from core.transport.endpoint import Decoder, MediatorEndpoint, OutcomeHook
 from core.transport.envelope import TypeRegistry
 
 __all__ = [
@@ -207,7 +207,8 @@ def new_endpoint(mediator: Mediator, transport: Transport, registry: TypeRegistr
                  defects: frozenset[str] | None = None, group: str = "catga-core",
                  max_in_flight: int = 1024, on_outcome: OutcomeHook | None = None,
                  on_rejected: Literal["report", "redeliver"] = "report",
-                 rejected_redelivery_s: float = 0.05) -> MediatorEndpoint:
+                 rejected_redelivery_s: float = 0.05,
+                 decoder: Decoder | None = None) -> MediatorEndpoint:
     """A :class:`~core.transport.endpoint.MediatorEndpoint` (same arguments), or with
     ``ack_before_handling`` in ``defects`` an :class:`AckFirstEndpoint`.
 
@@ -223,4 +224,4 @@ def new_endpoint(mediator: Mediator, transport: Transport, registry: TypeRegistr
     cls = AckFirstEndpoint if "ack_before_handling" in defects else MediatorEndpoint
     return cls(mediator, transport, registry, group=group, max_in_flight=max_in_flight,
                on_outcome=on_outcome, on_rejected=on_rejected,
-               rejected_redelivery_s=rejected_redelivery_s)
+               rejected_redelivery_s=rejected_redelivery_s, decoder=decoder)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from core.mediator import Mediator
@@ -54,6 +54,9 @@ log = logging.getLogger("catga.transport")
 #: Called after the mediator returned and before the delivery is settled (acked). Awaited:
 #: whatever it records is durable before the broker forgets the message.
 OutcomeHook = Callable[[Message, Result[Any], Delivery], Awaitable[None]]
+#: Builds the message of a delivery from its ``(headers, body)``; raises
+#: :class:`~core.transport.envelope.MalformedMessage` with the reason when it cannot.
+Decoder = Callable[[Mapping[str, str], bytes], Message]
 
 
 def default_subject(message_type: type[Message], family: str = "app",
@@ -76,6 +79,10 @@ class MediatorEndpoint:
             (settle it and report REJECTED through ``on_outcome``) or ``"redeliver"`` (nack it
             with ``rejected_redelivery_s`` delay). Raises ValueError for anything else.
         rejected_redelivery_s: delay before a rejected QoS >= 1 message is redelivered.
+        decoder: builds each delivery's message (default: the wire envelope,
+            :func:`~core.transport.envelope.decode` with ``registry``); a service that takes
+            plain JSON from foreign producers gives its own. It raises MalformedMessage for
+            what it cannot read (dead-lettered with the reason, like a bad envelope).
 
     Attributes:
         malformed: dead-lettered malformed messages by reason. rejected_dropped: QoS 0 messages
@@ -87,7 +94,7 @@ class MediatorEndpoint:
                  group: str = "catga-core", max_in_flight: int = 1024,
                  on_outcome: OutcomeHook | None = None,
                  on_rejected: Literal["report", "redeliver"] = "report",
-                 rejected_redelivery_s: float = 0.05) -> None:
+                 rejected_redelivery_s: float = 0.05, decoder: Decoder | None = None) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         if on_rejected not in ("report", "redeliver"):
@@ -100,6 +107,7 @@ class MediatorEndpoint:
         self.max_in_flight = max_in_flight
         self.on_outcome = on_outcome
         self.rejected_redelivery_s = rejected_redelivery_s
+        self.decoder = decoder
         self.malformed: Counter[str] = Counter()
         self.rejected_dropped = 0
         self.rejected_redelivered = 0
@@ -123,6 +131,8 @@ class MediatorEndpoint:
 
     async def _decode(self, d: Delivery) -> Message | None:
         try:
+            if self.decoder is not None:
+                return self.decoder(d.headers, d.body)
             return decode(d.headers, d.body, self.registry)
         except MalformedMessage as exc:
             self.malformed[exc.reason] += 1

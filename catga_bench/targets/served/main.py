@@ -8,6 +8,10 @@ Streams). What each handler does is reported back to the generator that sent the
 batches that are flushed before the messages are acknowledged. ``/metrics`` exports the core's
 metrics. Scenario files are read as data (:mod:`catga_bench.workload.loader`): this process
 never imports Locust.
+
+With ``--asyncapi FILE`` the core is a black box instead (:mod:`catga_bench.targets.served.
+blackbox`): it consumes plain JSON inputs on the document's input channel and emits one output
+per handled message on its output channel, for ``--sut asyncapi`` generators.
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "over NATS or Redis for load generators started with --transport.",
         epilog="example:\n  catga-bench serve --transport nats --scenario scenarios/"
                "high_fanout.py\n  locust -f scenarios/high_fanout.py --transport nats "
-               "--headless -u 10 -r 10 -t 30s\n\nexit codes: 0 stopped cleanly, 2 usage, "
+               "--headless -u 10 -r 10 -t 30s\n  catga-bench serve --transport nats --asyncapi "
+               "scenarios/specs/catga-core.asyncapi.yaml --scenario scenarios/core_black_box.py"
+               "\n  locust -f scenarios/core_black_box.py --headless -u 10 -r 10 -t 30s"
+               "\n\nexit codes: 0 stopped cleanly, 2 usage, "
                "3 broker unreachable",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -73,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ack-wait-s", type=float, default=30.0, metavar="S",
                    help="seconds before an unacknowledged QoS>=1 message is redelivered "
                         "(default: %(default)s)")
+    bb = p.add_argument_group("black box (driven by --sut asyncapi; docs/sut.md)")
+    bb.add_argument("--asyncapi", type=Path, default=None, metavar="FILE",
+                    help="serve as the black box this AsyncAPI 3 document describes (NATS "
+                         "only): plain JSON inputs on its input channel, one output per "
+                         "handled message on its output channel; the handlers are the one "
+                         "stream of the one scenario in --scenario FILE")
+    bb.add_argument("--qos", type=int, choices=(0, 1, 2), default=None,
+                    help="with --asyncapi: the input's QoS, 0 core NATS, 1 or 2 JetStream "
+                         "(default: the document's x-catga-bench.qos, else the scenario's)")
     return p
 
 
@@ -110,9 +126,18 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> in
                              f"is unreachable: {exc}\n")
             await transport.close()
             return EXIT_ENVIRONMENT
-    server = BenchServer(transport, scenarios, defects=defects,
-                         max_in_flight=args.max_in_flight, idempotency=store,
-                         ack_wait_s=args.ack_wait_s)
+    server: Any
+    if args.asyncapi is not None:
+        server = _black_box(args, transport, scenarios, defects)
+        if server is None:
+            await transport.close()
+            return EXIT_USAGE
+        if store is not None:
+            server.core.mediator.idempotency = store
+    else:
+        server = BenchServer(transport, scenarios, defects=defects,
+                             max_in_flight=args.max_in_flight, idempotency=store,
+                             ack_wait_s=args.ack_wait_s)
     if args.metrics_port:
         from prometheus_client import CollectorRegistry, start_http_server
 
@@ -131,13 +156,20 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> in
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    if args.asyncapi is not None and server.collector is not None:
+        server.collector.mediator = server.core.mediator
+        server.collector.lag_monitor = server.core.lag
     log.info("catga-bench serve: ready: %s at %s; scenarios: %s", args.transport, url,
              ", ".join(sorted(scenarios)))
     last = time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 10.0)
-        if server.run is not None and time.monotonic() - last >= 10.0:
+        if args.asyncapi is not None and time.monotonic() - last >= 10.0:
+            last = time.monotonic()
+            log.info("%s", server.summary())
+        elif args.asyncapi is None and server.run is not None \
+                and time.monotonic() - last >= 10.0:
             last = time.monotonic()
             ts = transport.stats
             log.info("serving %s: received %d, acked %d, redelivered %d, dead-lettered %d, "
@@ -152,13 +184,36 @@ async def _amain(args: argparse.Namespace, scenarios: dict[str, Scenario]) -> in
     return 0
 
 
+def _black_box(args: argparse.Namespace, transport: Any, scenarios: dict[str, Scenario],
+               defects: frozenset[str]) -> Any:
+    """The :class:`~catga_bench.targets.served.blackbox.BlackBoxServer` ``--asyncapi`` asks
+    for, or None after one line on stderr (a usage error)."""
+    from catga_bench.targets.served.blackbox import BlackBoxServer
+    from catga_bench.workload.asyncapi import load_spec
+
+    try:
+        if args.transport != "nats":
+            raise ConfigError("--asyncapi: the black-box core speaks NATS only "
+                              "(--transport nats)")
+        if len(scenarios) != 1:
+            raise ConfigError("--asyncapi needs exactly one scenario (--scenario FILE) for "
+                              f"its handlers; found {len(scenarios)}: "
+                              f"{', '.join(sorted(scenarios)) or 'none'}")
+        [scenario] = scenarios.values()
+        return BlackBoxServer(transport, load_spec(args.asyncapi), scenario, qos=args.qos,
+                              defects=defects, max_in_flight=args.max_in_flight)
+    except (ConfigError, ValueError, OSError) as exc:
+        sys.stderr.write(f"catga-bench serve: error: {exc}\n")
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``catga-bench serve``; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
     paths = list(args.scenario)
-    if args.scenarios.is_dir():
+    if args.scenarios.is_dir() and args.asyncapi is None:  # black box: --scenario only
         paths.append(args.scenarios)
     try:
         scenarios = load_scenarios(paths)
