@@ -192,6 +192,12 @@ def proxy_has_no_toxics(env: Env, p: m.ProxyHasNoToxics) -> tuple[Any, bool]:
     return {"toxics": toxics, "enabled": enabled}, not toxics and enabled
 
 
+def sut_alive(env: Env, p: m.SutAlive) -> tuple[Any, bool]:
+    if env.sut is None:
+        raise RuntimeError("no black box in this experiment's environment (environment.sut)")
+    return {"pid": env.sut.pid, "running": env.sut.running}, bool(env.sut.running)
+
+
 def get_path(report: dict[str, Any], path: str) -> Any:
     cur: Any = report
     for part in path.split("."):
@@ -299,5 +305,6 @@ ACTIONS: dict[str, ActionFn] = {
 }
 PROBES: dict[str, ProbeFn] = {
     "core_ping": core_ping, "broker_reachable": broker_reachable,
-    "proxy_has_no_toxics": proxy_has_no_toxics, "load_report": load_report,
+    "proxy_has_no_toxics": proxy_has_no_toxics, "sut_alive": sut_alive,
+    "load_report": load_report,
 }

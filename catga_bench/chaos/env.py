@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -27,6 +27,9 @@ from catga_bench.processes.brokers import BrokerProcess
 from catga_bench.processes.coreproc import CoreProcess as _CoreProcess
 from catga_bench.processes.coreproc import CoreStartError
 from catga_bench.processes.locust import locust_command, transport_options
+
+if TYPE_CHECKING:
+    from catga_bench.targets.sut_process import SutProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -48,6 +51,14 @@ def resolve_scenario(ref: str, base_dir: Path) -> Path:
         names = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.py")))
         raise EnvironmentError_(f"unknown scenario {ref!r}; known: {names}")
     return path
+
+
+def resolve_file(ref: str, base_dir: Path) -> Path:
+    """A file named relative to the experiment (or the working directory, or the repo)."""
+    for cand in (base_dir / ref, Path(ref), ROOT / ref):
+        if cand.is_file():
+            return cand.resolve()
+    raise EnvironmentError_(f"file {ref!r} not found (relative to {base_dir})")
 
 
 def _python_env() -> dict[str, str]:
@@ -138,18 +149,51 @@ class CoreProcess(_CoreProcess):
             raise EnvironmentError_(str(exc)) from None
 
 
+def start_black_box(spec_path: Path, broker: str, link_url: str, workdir: Path) -> SutProcess:
+    """Start the service of the AsyncAPI document ``spec_path`` from its
+    ``x-catga-bench.process``, its ``{nats_url}`` / ``{redis_url}`` set to ``link_url`` (the
+    fault proxy's listen port), logging to ``workdir``.
+
+    Raises:
+        EnvironmentError_: the document is unusable, has no ``process``, or the service did
+            not become ready (its last log lines in the message).
+    """
+    from catga_bench.errors import ConfigError
+    from catga_bench.targets.base import TargetUnavailable
+    from catga_bench.targets.sut_process import SutProcess, effective_urls, log_name
+    from catga_bench.workload.asyncapi import load_spec
+
+    try:
+        spec = load_spec(spec_path)
+        if spec.bench.process is None:
+            raise EnvironmentError_(
+                f"{spec_path}: environment.sut needs x-catga-bench.process in the document: "
+                "the experiment starts the service with its broker link through the proxy")
+        urls = effective_urls(spec, **{f"{broker}_url": link_url})  # type: ignore[arg-type]
+        sut = SutProcess(spec.bench.process, urls, workdir, log_name(spec.title),
+                         spec_path=spec.path)
+        sut.start()
+    except (ConfigError, TargetUnavailable) as exc:
+        raise EnvironmentError_(str(exc)) from None
+    return sut
+
+
 class LoadRun:
-    """A headless Locust run in the background; :meth:`wait` returns its exit code."""
+    """A headless Locust run in the background; :meth:`wait` returns its exit code. With
+    ``black_box`` (an AsyncAPI document), the run drives that service (already started by
+    the experiment) and reaches the broker at ``url`` directly."""
 
     def __init__(self, spec: LoadEnv, scenario: Path, transport: str, url: str,
-                 workdir: Path) -> None:
+                 workdir: Path, black_box: Path | None = None) -> None:
         self.spec = spec
         self.report_dir = workdir / "load-report"
         self.log = workdir / "load.log"
         secs = max(1, round(spec.duration_s))
+        link = (transport_options(transport, url) if black_box is None else
+                ["--sut", "asyncapi", "--sut-spec", str(black_box), "--sut-running",
+                 f"--{transport}-url", url])
         self.argv = locust_command(scenario, users=spec.users, run_time_s=secs,
-                                   report_dir=self.report_dir,
-                                   extra=[*transport_options(transport, url), *spec.args])
+                                   report_dir=self.report_dir, extra=[*link, *spec.args])
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.code: int | None = None
@@ -210,7 +254,7 @@ class Env:
 
     def __init__(self, spec: Environment, workdir: Path, base_dir: Path) -> None:
         self.spec = spec
-        self.workdir = workdir
+        self.workdir = workdir.resolve()  # the load run's cwd is inside it: no relative paths
         self.base_dir = base_dir
         self.broker: BrokerProcess | None = None
         self.proxy_proc: ProxyProcess | None = None
@@ -218,6 +262,8 @@ class Env:
         self.proxy_name = f"{spec.broker}-link"
         self.client_url = ""
         self.core: CoreProcess | None = None
+        self.sut: SutProcess | None = None
+        self.sut_spec: Path | None = None
         self.load: LoadRun | None = None
         self.marks: dict[str, tuple[float, float]] = {}
 
@@ -229,6 +275,8 @@ class Env:
             "proxy": self.proxy_name if self.proxy else None,
             "client_url": self.client_url or None,
             "core_log": str(self.core.log) if self.core else None,
+            "sut_spec": str(self.sut_spec) if self.sut_spec else None,
+            "sut_log": str(self.sut.log_path) if self.sut else None,
             "load_log": str(self.load.log) if self.load else None,
             "load_report_dir": str(self.load.report_dir) if self.load else None,
         }
@@ -250,10 +298,18 @@ class Env:
             self.core = CoreProcess(self.spec.broker, self.client_url, scenario, self.workdir,
                                     self.spec.core.args)
             self.core.start(self.spec.core.start_timeout_s)
+        if self.spec.sut is not None:
+            self.sut_spec = resolve_file(self.spec.sut.spec, self.base_dir)
+            self.sut = start_black_box(self.sut_spec, self.spec.broker, self.client_url,
+                                       self.workdir)
         if self.spec.load is not None:
             scenario = resolve_scenario(self.spec.load.scenario, self.base_dir)
-            self.load = LoadRun(self.spec.load, scenario, self.spec.broker, self.client_url,
-                                self.workdir)
+            if self.sut_spec is not None:  # the generator reaches the broker directly
+                self.load = LoadRun(self.spec.load, scenario, self.spec.broker,
+                                    self.broker.url, self.workdir, self.sut_spec)
+            else:
+                self.load = LoadRun(self.spec.load, scenario, self.spec.broker,
+                                    self.client_url, self.workdir)
 
     def start_load(self, timeout_s: float = 30.0) -> None:
         """Start the load run and wait until its users are spawned (Locust's start-up takes
@@ -283,6 +339,8 @@ class Env:
             self.load.stop()
         if self.core is not None:
             self.core.stop()
+        if self.sut is not None:
+            self.sut.stop()
         if self.proxy_proc is not None:
             self.proxy_proc.stop()
         if self.broker is not None:

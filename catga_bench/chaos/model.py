@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ExperimentError(ValueError):
@@ -52,12 +59,30 @@ class LoadEnv(Strict):
                              description="extra time the run may take after duration_s")
 
 
+class SutEnv(Strict):
+    """A black-box system under test, described by its AsyncAPI document (docs/sut.md): the
+    experiment starts it from ``x-catga-bench.process`` with its broker URL rewritten to the
+    fault proxy's listen port, so link faults hit the service's link (the generator reaches
+    the broker directly and the load run is told the service is running)."""
+
+    spec: str = Field(description="the AsyncAPI 3 document, relative to the experiment file")
+
+
 class Environment(Strict):
     broker: Literal["nats", "redis"]
     proxy: bool = Field(default=True, description="put the fault proxy between the broker and "
-                                                  "both the core and the generator")
+                                                  "both the core and the generator (a black "
+                                                  "box: the service only)")
     core: CoreEnv | None = None
+    sut: SutEnv | None = None
     load: LoadEnv | None = None
+
+    @model_validator(mode="after")
+    def _one_system(self) -> Environment:
+        if self.core is not None and self.sut is not None:
+            raise ValueError("give either core (the reference core) or sut (a black box), "
+                             "not both")
+        return self
 
 
 # --------------------------------------------------------------------------- activities
@@ -180,6 +205,12 @@ class ProxyHasNoToxics(Probe):
     type: Literal["proxy_has_no_toxics"]
 
 
+class SutAlive(Probe):
+    """The black box's process (environment.sut) is running."""
+
+    type: Literal["sut_alive"]
+
+
 class Recovery(Strict):
     """Throughput (completed/s, from the report's timeline) back to ``min_ratio`` of its level
     before ``fault_start`` within ``within_s`` seconds of the end of ``fault_end``."""
@@ -219,17 +250,18 @@ Activity = Annotated[
     Sleep | ToxicAdd | ToxicRemove | ProxyDisable | ProxyEnable | ProxyReset | BrokerPause
     | BrokerResume | BrokerKill | BrokerStart | BrokerRestart | CoreKill | CoreRestart
     | HandlerFault | HandlerFaultClear | CorePing | BrokerReachable | ProxyHasNoToxics
-    | LoadReport,
+    | SutAlive | LoadReport,
     Field(discriminator="type"),
 ]
 ProbeActivity = Annotated[
-    CorePing | BrokerReachable | ProxyHasNoToxics | LoadReport, Field(discriminator="type"),
+    CorePing | BrokerReachable | ProxyHasNoToxics | SutAlive | LoadReport,
+    Field(discriminator="type"),
 ]
 ACTIVITY_TYPES = ("sleep", "toxic_add", "toxic_remove", "proxy_disable", "proxy_enable",
                   "proxy_reset", "broker_pause", "broker_resume", "broker_kill", "broker_start",
                   "broker_restart", "core_kill", "core_restart", "handler_fault",
                   "handler_fault_clear", "core_ping", "broker_reachable", "proxy_has_no_toxics",
-                  "load_report")
+                  "sut_alive", "load_report")
 
 
 class Hypothesis(Strict):

@@ -55,6 +55,9 @@ def add_arguments(parser: Any) -> None:
     g.add_argument("--sut-spec", default=None, metavar="FILE",
                    help="The AsyncAPI 3 document of an --sut asyncapi service (default: the "
                         "scenario's)")
+    g.add_argument("--sut-running", action="store_true", default=False,
+                   help="The service is already running: do not start the document's "
+                        "x-catga-bench.process (a chaos experiment, or your own dev loop)")
     g.add_argument("--nats-url", default=None, metavar="URL",
                    help="NATS server for --transport nats. Default: $CATGA_NATS_URL or "
                         "nats://127.0.0.1:4222")

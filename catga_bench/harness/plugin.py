@@ -167,7 +167,8 @@ class Harness:
             ConfigError: an env value uses a placeholder with no URL (exit 2).
         """
         spec = plan.spec
-        if spec is None or spec.bench.process is None or self.is_worker:
+        if spec is None or spec.bench.process is None or self.is_worker \
+                or getattr(self.env.parsed_options, "sut_running", False):
             return
         from catga_bench.targets.sut_process import SutProcess, effective_urls, log_name
 
