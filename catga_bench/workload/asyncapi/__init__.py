@@ -35,6 +35,14 @@ The top-level ``x-catga-bench`` object (optional; an unknown key is an error):
 - ``qos``: 0, 1 or 2, the QoS of the input publish. Default: none (the run's own setting).
 - ``jetstream``: ``{stream, durable}``, the service's JetStream stream holding the input subject
   and its durable consumer name (informational). Default: none.
+- ``http``: ``{headers, timeout_s, ok_status}`` for ``--sut http``: extra request headers (a
+  map of strings), the request timeout in seconds (> 0, default 10) and the statuses that
+  succeed (a non-empty list of 100..599; default any 2xx). Default: none (those defaults).
+
+Operations may carry the standard HTTP operation binding ``bindings.http.method`` (``GET``,
+``POST``, ``PUT``, ``PATCH`` or ``DELETE``): the method ``--sut http`` sends the input with
+(default ``POST``). Other bindings are ignored. A document with an ``http``/``https`` server
+may have no output operation (the HTTP response then completes each message).
 
 Every problem raises :class:`~catga_bench.errors.ConfigError` with one line naming the file, the
 JSON pointer of the offending node, and what is allowed.
@@ -51,8 +59,10 @@ from catga_bench.workload.asyncapi._reader import (
     parse_correlation_location,
 )
 from catga_bench.workload.asyncapi.model import (
+    HTTP_METHODS,
     BenchExtension,
     Correlation,
+    HttpExt,
     JetStreamExt,
     SpecChannel,
     SpecMessage,
@@ -61,6 +71,7 @@ from catga_bench.workload.asyncapi.model import (
     SutSpec,
 )
 
-__all__ = ["ACTIONS", "PROTOCOLS", "BenchExtension", "Correlation", "JetStreamExt",
+__all__ = ["ACTIONS", "HTTP_METHODS", "PROTOCOLS", "BenchExtension", "Correlation", "HttpExt",
+           "JetStreamExt",
            "SpecChannel", "SpecMessage", "SpecOperation", "SpecServer", "SutSpec", "load_spec",
            "parse_correlation_location", "pointer_tokens"]
