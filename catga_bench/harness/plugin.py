@@ -144,6 +144,10 @@ class Harness:
 
     def _target(self, plan: RunPlan) -> Target:
         """The system under test that ``--sut`` and ``--transport`` name."""
+        if plan.spec is not None and self.scenario.sut == "http":
+            from catga_bench.targets.http import HttpTarget
+
+            return HttpTarget(plan.spec, self.env.host or None, nats_url=self.options.nats_url)
         if plan.spec is not None:
             from catga_bench.targets.asyncapi import AsyncApiTarget
 
@@ -299,7 +303,8 @@ class Harness:
         sut = self._sut_facts()
         facts = RunFacts(
             scenario=self.scenario_name,
-            transport="nats" if sut["kind"] == "asyncapi" else self.options.transport,
+            transport={"asyncapi": "nats", "http": "http"}.get(sut["kind"],
+                                                               self.options.transport),
             qos=self.scenario.qos,
             offered_rate=self.scenario.rate,
             started_at_s=self.started_at,
@@ -320,14 +325,22 @@ class Harness:
             self.exit_code = EXIT_ENVIRONMENT
 
     def _sut_facts(self) -> dict[str, Any]:
-        """The report's ``sut``: kind, the AsyncAPI document's path, the channels used."""
-        if self.scenario.sut != "asyncapi":
+        """The report's ``sut``: kind, the AsyncAPI document's path, the channels used (for
+        ``http`` the request URL stands for the input channel)."""
+        kind = self.scenario.sut
+        if kind not in ("asyncapi", "http"):
             return dict(CORE_SUT)
         try:
-            channels = RunPlan.of(self.scenario).channels()
+            plan = RunPlan.of(self.scenario)
+            url = None
+            if kind == "http" and plan.spec is not None:
+                from catga_bench.workload.http import http_input
+
+                url = http_input(plan.spec, self.env.host or None).url
+            channels = plan.channels(url)
         except ConfigError:
             channels = []
-        return {"kind": "asyncapi", "spec": self.scenario.sut_spec, "channels": channels}
+        return {"kind": kind, "spec": self.scenario.sut_spec, "channels": channels}
 
     def write_report(self) -> None:
         from catga_bench.judge.report import write_reports
@@ -406,7 +419,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
         options = parse_options(environment.parsed_options)
         defects_from_env()  # an unknown CATGA_BENCH_DEFECTS name is a usage error (exit 2)
         harness = Harness(environment, options, scenario, name)
-        RunPlan.of(harness.scenario, options.handlers)  # a bad stream is a usage error too
+        plan = RunPlan.of(harness.scenario, options.handlers)  # a bad stream: usage error too
+        if harness.scenario.sut == "http" and plan.spec is not None:  # a bad --host too
+            from catga_bench.workload.http import http_input
+
+            http_input(plan.spec, environment.host or None)
     except ConfigError as exc:
         _fail_usage(str(exc))
         return

@@ -1,0 +1,262 @@
+"""A black-box system under test over HTTP (``--sut http``): each input is one HTTP request
+described by the service's AsyncAPI 3 document (docs/sut.md, "HTTP").
+
+Open model: :meth:`HttpTarget.offer` starts the request as a task and returns at once; the
+generator never waits for a response before sending the next message (no closed loop), and
+latency runs from the message's *intended* send time to its outcome (the generator measures
+it when the sink is told).
+
+The request (:func:`catga_bench.workload.http.http_input`): the document's ``http`` server and
+the input channel's address as the URL (Locust's ``--host`` overrides scheme://host:port), the
+input operation's ``bindings.http.method`` (default POST), the ``x-catga-bench.payload``
+template rendered as a JSON body, the ``x-catga-bench.http`` headers, and a fresh correlation
+id ``<run>.<stream>.<seq>`` stamped at the input message's ``correlationId.location`` (a
+header, or a JSON pointer in the body).
+
+Two shapes:
+
+* **no output operation**: the response completes the message. A status in ``ok_status``
+  (default: any 2xx) is a success (the ledger's one column, ``response``, handled it); any
+  other status is a known failure counted in the report's ``errors`` as ``http_<status>``
+  (``http_503``); a request over ``timeout_s`` is ``http_timeout``, a connection refused or
+  reset ``http_connect``, any other client error ``http_error``. None of these is a loss.
+* **output operations** (``POST /orders/async`` answers 202, then the service emits
+  ``OrderConfirmed`` on NATS carrying the id): an ok status means *accepted*; the outputs are
+  read and counted exactly as for ``--sut asyncapi``
+  (:class:`~catga_bench.targets.blackbox.OutputReader`: duplicate, late, unexpected,
+  nonconformant); a failed request completes its message as a failure as above.
+
+One ``aiohttp.ClientSession`` per run, on a ``TCPConnector`` with up to ``connections``
+keep-alive connections; the URL, the static headers and the timeout are built once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from catga_bench.targets.base import (
+    LabelledError,
+    OutcomeSink,
+    SystemFigures,
+    Target,
+    TargetUnavailable,
+)
+from catga_bench.targets.base import wait_for_outcomes as _wait
+from catga_bench.targets.blackbox import (
+    LATE_GRACE_S,
+    OutputReader,
+    connect_nats,
+    input_message,
+    new_run_id,
+)
+from catga_bench.workload.asyncapi import SutSpec
+from catga_bench.workload.http import http_input
+from catga_bench.workload.plan import RunPlan
+from core import ErrorCode, Result
+
+log = logging.getLogger("catga.bench")
+
+#: keep-alive connections the target may hold open to the service (one per request in flight)
+CONNECTIONS = 1000
+#: how long open() waits for a TCP connection to the service before exit 3
+CONNECT_CHECK_S = 3.0
+_OK: Result[Any] = Result.success(None)
+
+
+class HttpTarget(Target):
+    """The service ``spec`` describes, driven over HTTP (see the module docstring).
+
+    Args:
+        spec: the loaded AsyncAPI document (it has an http server; checked by the run plan).
+        host: Locust's ``--host`` (``http[s]://HOST[:PORT][/base]``), or None for the
+            document's server.
+        nats_url: the NATS server the outputs are read on (``--nats-url``); default: the
+            document's ``nats`` server. Unused without output operations.
+        connections: the connector's limit of open connections.
+        late_grace_s: with outputs: how long they are still read after the drain deadline
+            (counted late).
+
+    Raises:
+        ConfigError: from the constructor: no http server, or a bad ``host``.
+        TargetUnavailable: from :meth:`open`: the service's address, or the NATS server of its
+            outputs, cannot be reached.
+    """
+
+    name = "http"
+
+    def __init__(self, spec: SutSpec, host: str | None = None, *,
+                 nats_url: str | None = None, connections: int = CONNECTIONS,
+                 late_grace_s: float = LATE_GRACE_S) -> None:
+        self.spec = spec
+        self.request = http_input(spec, host)
+        self.url = self.request.url
+        self.method = self.request.method
+        self.connections = connections
+        self.late_grace_s = late_grace_s
+        self.run_id = new_run_id()
+        op = spec.input_operation()
+        self.input_correlation = op.messages[0].correlation if op.messages else None
+        self.template = dict(spec.bench.payload)
+        self.outputs = OutputReader(self.run_id, spec.output_operations(required=False))
+        server = spec.server("nats")
+        self.nats_url = nats_url or (server.url() if server is not None else None)
+        self.headers: dict[str, str] = dict(self.request.options.headers)
+        if self.request.body and not any(k.lower() == "content-type" for k in self.headers):
+            self.headers["Content-Type"] = "application/json"
+        self.statuses: Counter[int] = Counter()
+        self.failures: Counter[str] = Counter()  # http_timeout, http_connect, http_error
+        self._sink: OutcomeSink | None = None
+        self._session: Any = None
+        self._nc: Any = None
+        self._yurl: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ----------------------------------------------------------------- opening
+    async def open(self, plan: RunPlan, sink: OutcomeSink) -> None:
+        import aiohttp
+        from yarl import URL
+
+        self._sink = sink
+        await self._check_reachable()
+        if self.outputs.columns:
+            if self.nats_url is None:
+                raise TargetUnavailable(f"{self.spec.path}: the outputs are read on NATS but "
+                                        "the document has no nats server; give one with "
+                                        "--nats-url")
+            self._nc = await connect_nats(self.nats_url, "the NATS server of the system under "
+                                                         "test's outputs")
+            await self.outputs.subscribe(self._nc, plan, sink)
+        self._yurl = URL(self.url)
+        connector = aiohttp.TCPConnector(limit=self.connections, limit_per_host=0,
+                                         keepalive_timeout=60, ttl_dns_cache=None,
+                                         enable_cleanup_closed=False, force_close=False)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(
+                total=self.request.options.timeout_s),
+            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+            skip_auto_headers=("User-Agent",), raise_for_status=False)
+
+    async def _check_reachable(self) -> None:
+        """A TCP connection to the service's address succeeds within CONNECT_CHECK_S (nothing
+        is sent on it), else TargetUnavailable."""
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname or ""
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                               timeout=CONNECT_CHECK_S)
+        except (OSError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise TargetUnavailable(f"the system under test at {self.url} cannot be reached: "
+                                    f"{reason}; start it, or point --host at it") from None
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+    # ----------------------------------------------------------------- sending
+    def correlation_id(self, stream: int, seq: int) -> str:
+        return f"{self.run_id}.{stream}.{seq}"
+
+    def offer(self, stream: int, seq: int, copies: int = 1) -> None:
+        payload, stamped = input_message(self.template, self.input_correlation,
+                                         self.correlation_id(stream, seq), seq)
+        body = orjson.dumps(payload) if self.request.body else None
+        headers = {**self.headers, **stamped} if stamped else self.headers
+        loop = asyncio.get_running_loop()
+        for copy in range(copies):
+            task = loop.create_task(self._send(stream, seq, body, headers, copy == 0))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, stream: int, seq: int, body: bytes | None, headers: dict[str, str],
+                    record: bool) -> None:
+        """One request; its outcome goes to the sink (only the first copy's, ``record``)."""
+        try:
+            async with self._session.request(self.method, self._yurl, data=body,
+                                             headers=headers) as response:
+                await response.read()
+                status = response.status
+        except Exception as exc:  # every client failure is a known failure, never a loss
+            if record:
+                self._failed(stream, seq, self._failure(exc))
+            return
+        self.statuses[status] += 1
+        if not record:
+            return
+        sink = self._sink
+        assert sink is not None
+        if not self.request.options.is_ok(status):
+            self._failed(stream, seq, LabelledError(
+                ErrorCode.HANDLER_FAILED, f"HTTP {status} from {self.method} {self.url}",
+                label=f"http_{status}"))
+        elif self.outputs.columns:
+            sink.accepted(stream, seq)  # an output completes it
+        else:
+            sink.handled(stream, 0, seq)
+            sink.completed(stream, seq, _OK)
+
+    def _failure(self, exc: BaseException) -> LabelledError:
+        """The error of a request that got no response."""
+        import aiohttp
+
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+            label, code = "http_timeout", ErrorCode.TIMEOUT
+            text = f"no response within {self.request.options.timeout_s:g} s"
+        elif isinstance(exc, aiohttp.ClientConnectionError | OSError):
+            label, code = "http_connect", ErrorCode.HANDLER_FAILED
+            text = f"connection failed: {type(exc).__name__}: {exc}"
+        else:
+            label, code = "http_error", ErrorCode.HANDLER_FAILED
+            text = f"{type(exc).__name__}: {exc}"
+        self.failures[label] += 1
+        return LabelledError(code, f"{self.method} {self.url}: {text}", label=label)
+
+    def _failed(self, stream: int, seq: int, error: LabelledError) -> None:
+        sink = self._sink
+        assert sink is not None
+        sink.completed(stream, seq, Result(None, error))  # failed in every column
+
+    # ----------------------------------------------------------------- closing
+    async def close(self, drain_timeout_s: float) -> SystemFigures:
+        """Wait (up to ``drain_timeout_s``) for the responses and outputs still due; with
+        outputs, stop after 3 s with none arriving and read stragglers ``late_grace_s`` more
+        (counted late); then cancel what is left and close the session."""
+        sink = self._sink
+        assert sink is not None
+        deadline = time.perf_counter() + drain_timeout_s
+        if self.outputs.columns:
+            await _wait(sink, deadline, idle_limit_s=3.0)
+            self.outputs.late = True
+            await asyncio.sleep(self.late_grace_s)
+            await self.outputs.unsubscribe()
+        else:
+            await _wait(sink, deadline)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        transport: dict[str, Any] = {
+            "name": "http", "method": self.method, "url": self.url,
+            "requests": sum(self.statuses.values()) + sum(self.failures.values()),
+            "status": {str(k): v for k, v in sorted(self.statuses.items())},
+            "timeouts": self.failures["http_timeout"],
+            "connect_errors": self.failures["http_connect"],
+            "other_errors": self.failures["http_error"]}
+        if self.outputs.columns:
+            transport["outputs_received"] = self.outputs.outputs_received
+        return SystemFigures(transport=transport)
+
+
+__all__ = ["CONNECTIONS", "HttpTarget"]
