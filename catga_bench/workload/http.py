@@ -57,6 +57,7 @@ def http_input(spec: SutSpec, host: str | None = None) -> HttpInput:
         raise ConfigError(f"{spec.path}: {op.messages[0].pointer}/correlationId/location: a GET "
                           "request has no body; put the correlation id in a header "
                           "($message.header#/NAME)")
+    _check_headers(spec)
     base, pathname = f"{server.protocol}://{server.host}", server.pathname
     if host:
         parts = urlsplit(host)
@@ -70,6 +71,19 @@ def http_input(spec: SutSpec, host: str | None = None) -> HttpInput:
     path = address if address.startswith("/") else "/" + address
     return HttpInput(method=method, url=base + pathname.rstrip("/") + path,
                      options=spec.bench.http or HttpExt(), body=method != "GET")
+
+
+def _check_headers(spec: SutSpec) -> None:
+    """``x-catga-bench.http.headers``: one-line Latin-1 values, names without ``:``."""
+    for name, value in (spec.bench.http.headers if spec.bench.http else {}).items():
+        bad = not name or ":" in name or any(c in name + value for c in "\r\n")
+        try:
+            (name + value).encode("latin-1")
+        except UnicodeEncodeError:
+            bad = True
+        if bad:
+            raise ConfigError(f"{spec.path}: /x-catga-bench/http/headers/{name}: not a header; "
+                              "allowed: a name without ':' and a one-line Latin-1 value")
 
 
 __all__ = ["HttpInput", "http_input"]

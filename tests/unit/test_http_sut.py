@@ -157,6 +157,15 @@ def test_a_bad_host_is_one_line(host: str) -> None:
         f"--host: expected http[s]://HOST[:PORT][/base] for --sut http, got {host!r}")
 
 
+@pytest.mark.parametrize("headers", [{"X-A": "a\r\nX-B: b"}, {"X:A": "a"}, {"X-A": "\u20ac"}])
+def test_a_header_that_cannot_be_sent_is_one_line(tmp_path: Path, headers: Any) -> None:
+    path = _variant(tmp_path, SYNC, _set("x-catga-bench", "http", "headers", value=headers))
+    name = next(iter(headers))
+    assert _error(lambda: http_input(load_spec(path))) == (
+        f"{path}: /x-catga-bench/http/headers/{name}: not a header; allowed: a name without "
+        "':' and a one-line Latin-1 value")
+
+
 def test_no_http_server_is_a_config_error_naming_servers(tmp_path: Path) -> None:
     path = _variant(tmp_path, ASYNC, lambda d: d["servers"].pop("api"))
     assert _error(lambda: http_input(load_spec(path))).startswith(
