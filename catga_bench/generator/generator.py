@@ -39,7 +39,7 @@ from catga_bench.generator.payload import (
 from catga_bench.generator.timeline import Timeline
 from catga_bench.observability.hdr import encode_hdr, new_hdr
 from catga_bench.observability.resources import ResourceProbe
-from catga_bench.targets.base import SystemFigures, Target
+from catga_bench.targets.base import SystemFigures, Target, error_label
 from catga_bench.workload.plan import RunPlan, StreamPlan, weighted_cycle
 from catga_bench.workload.scenario import Stream
 from core import BucketHistogram, ErrorCode, FanoutOutcome, Result
@@ -272,7 +272,7 @@ class Generator:
         code = ""
         if error is not None:
             ok = False
-            code = error.code.value
+            code = error_label(error)  # an HTTP status: http_503, not handler_failed
             self.errors[code] += 1
             if error.code is ErrorCode.REJECTED:
                 st.rejected += 1

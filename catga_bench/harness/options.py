@@ -15,8 +15,9 @@ from catga_bench.errors import ConfigError
 from catga_bench.workload.slo import SLOTargets, load_slo_file, parse_targets
 
 TRANSPORTS = ("embedded", "nats", "redis")
-#: systems under test (--sut): the reference core, or a black box described by AsyncAPI
-SUTS = ("core", "asyncapi")
+#: systems under test (--sut): the reference core, or a black box described by AsyncAPI (its
+#: input over NATS, or as HTTP requests)
+SUTS = ("core", "asyncapi", "http")
 DEFAULT_URLS = {"nats": "nats://127.0.0.1:4222", "redis": "redis://127.0.0.1:6379"}
 
 #: --slo-* options -> SLOTargets field and value type
@@ -50,11 +51,13 @@ def add_arguments(parser: Any) -> None:
                         "Default: embedded")
     g.add_argument("--sut", default=None, metavar="KIND",
                    help="The system under test: core (the reference core, embedded or served "
-                        "with --transport) or asyncapi (any service, a black box described by "
-                        "--sut-spec; docs/sut.md). Default: the scenario's (core)")
+                        "with --transport), asyncapi (any service, a black box described by "
+                        "--sut-spec; docs/sut.md) or http (the same, its input sent as HTTP "
+                        "requests; --host overrides the document's server). Default: the "
+                        "scenario's (core)")
     g.add_argument("--sut-spec", default=None, metavar="FILE",
-                   help="The AsyncAPI 3 document of an --sut asyncapi service (default: the "
-                        "scenario's)")
+                   help="The AsyncAPI 3 document of an --sut asyncapi|http service (default: "
+                        "the scenario's)")
     g.add_argument("--sut-running", action="store_true", default=False,
                    help="The service is already running: do not start the document's "
                         "x-catga-bench.process (a chaos experiment, or your own dev loop)")

@@ -236,6 +236,10 @@ class Harness:
 
     def _target(self, plan: RunPlan) -> Target:
         """The system under test that ``--sut`` and ``--transport`` name."""
+        if plan.spec is not None and self.scenario.sut == "http":
+            from catga_bench.targets.http import HttpTarget
+
+            return HttpTarget(plan.spec, self.env.host or None, nats_url=self.options.nats_url)
         if plan.spec is not None:
             from catga_bench.targets.asyncapi import AsyncApiTarget
 
@@ -396,7 +400,8 @@ class Harness:
         sut = self._sut_facts()
         facts = RunFacts(
             scenario=self.scenario_name,
-            transport="nats" if sut["kind"] == "asyncapi" else self.options.transport,
+            transport={"asyncapi": "nats", "http": "http"}.get(sut["kind"],
+                                                               self.options.transport),
             qos=self.scenario.qos,
             offered_rate=self.scenario.rate,
             started_at_s=self.started_at,
@@ -417,14 +422,22 @@ class Harness:
             self.exit_code = EXIT_ENVIRONMENT
 
     def _sut_facts(self) -> dict[str, Any]:
-        """The report's ``sut``: kind, the AsyncAPI document's path, the channels used."""
-        if self.scenario.sut != "asyncapi":
+        """The report's ``sut``: kind, the AsyncAPI document's path, the channels used (for
+        ``http`` the request URL stands for the input channel)."""
+        kind = self.scenario.sut
+        if kind not in ("asyncapi", "http"):
             return dict(CORE_SUT)
         try:
-            channels = RunPlan.of(self.scenario).channels()
+            plan = RunPlan.of(self.scenario)
+            url = None
+            if kind == "http" and plan.spec is not None:
+                from catga_bench.workload.http import http_input
+
+                url = http_input(plan.spec, self.env.host or None).url
+            channels = plan.channels(url)
         except ConfigError:
             channels = []
-        facts: dict[str, Any] = {"kind": "asyncapi", "spec": self.scenario.sut_spec,
+        facts: dict[str, Any] = {"kind": kind, "spec": self.scenario.sut_spec,
                                  "channels": channels}
         if self.sut_process is not None:
             facts["process"] = self.sut_process.facts(self.report_dir())
@@ -513,6 +526,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
         defects_from_env()  # an unknown CATGA_BENCH_DEFECTS name is a usage error (exit 2)
         harness = Harness(environment, options, scenario, name)
         plan = RunPlan.of(harness.scenario, options.handlers)  # a bad stream: usage error too
+        if harness.scenario.sut == "http" and plan.spec is not None:  # a bad --host too
+            from catga_bench.workload.http import http_input
+
+            http_input(plan.spec, environment.host or None)
         harness.prepare_sut(plan)  # a placeholder with no URL: usage error
     except ConfigError as exc:
         _fail_usage(str(exc))

@@ -25,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from core import Error
 
 if TYPE_CHECKING:
     from catga_bench.workload.plan import RunPlan
@@ -37,6 +40,24 @@ if TYPE_CHECKING:
 class TargetUnavailable(Exception):
     """The system under test cannot be reached or refused the run (exit 3: no verdict).
     The message says which system and what to start."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledError(Error):
+    """A failure the system under test answered in its own terms (an HTTP status): ``code``
+    keeps its generic meaning for the ledger and the timeline (``handler_failed``, ``timeout``)
+    and ``label`` is the class the report counts it under in ``errors`` (``http_503``,
+    ``http_timeout``, ``http_connect``; docs/sut.md)."""
+
+    label: str = ""
+
+
+def error_label(error: Error) -> str:
+    """The report's error class of ``error``: its ``label`` if it has one, else its code's
+    value (``handler_failed``, ``timeout``, ...)."""
+    if isinstance(error, LabelledError) and error.label:
+        return error.label
+    return error.code.value
 
 
 class OutcomeSink(Protocol):
@@ -210,5 +231,5 @@ async def wait_for_outcomes(sink: OutcomeSink, deadline: float, *,
         await asyncio.sleep(poll_s)
 
 
-__all__ = ["BreakerFigures", "CoreFigures", "OutcomeSink", "SystemFigures", "Target",
-           "TargetUnavailable", "wait_for_outcomes"]
+__all__ = ["BreakerFigures", "CoreFigures", "LabelledError", "OutcomeSink", "SystemFigures",
+           "Target", "TargetUnavailable", "error_label", "wait_for_outcomes"]

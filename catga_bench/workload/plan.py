@@ -11,8 +11,14 @@ from dataclasses import dataclass
 
 from catga_bench.errors import ConfigError
 from catga_bench.workload.asyncapi import SutSpec, load_spec
+from catga_bench.workload.http import http_input
 from catga_bench.workload.profiles import External, Failing, HandlerSpec
 from catga_bench.workload.scenario import Scenario, Stream
+
+#: the systems under test that are black boxes read from an AsyncAPI document
+BLACK_BOX_SUTS = ("asyncapi", "http")
+#: the ledger column of an HTTP input with no output operation: its response
+RESPONSE_COLUMN = "response"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +68,8 @@ class RunPlan:
     @classmethod
     def of(cls, scenario: Scenario, handler_count: int | None = None) -> RunPlan:
         """Resolve ``scenario`` (its QoS is the default of every stream without one); for a
-        black box (``sut="asyncapi"``) the one stream comes from its document."""
-        if scenario.sut == "asyncapi":
+        black box (``sut="asyncapi"`` or ``"http"``) the one stream comes from its document."""
+        if scenario.sut in BLACK_BOX_SUTS:
             return cls._of_spec(scenario)
         streams = []
         for i, spec in enumerate(scenario.streams):
@@ -77,28 +83,38 @@ class RunPlan:
 
     @classmethod
     def _of_spec(cls, scenario: Scenario) -> RunPlan:
-        """One stream: the input operation's message, a ledger column per output operation.
+        """One stream: the input operation's message, a ledger column per output operation
+        (``http`` with no output operation: one column, :data:`RESPONSE_COLUMN`, the HTTP
+        response).
 
         Raises:
-            ConfigError: no spec given, or the document is not a usable AsyncAPI 3 subset.
+            ConfigError: no spec given, or the document is not a usable AsyncAPI 3 subset
+                (for ``http``: no http server, or a GET input with its id in the payload).
         """
+        kind = scenario.sut
         if not scenario.sut_spec:
-            raise ConfigError("--sut asyncapi needs the service's AsyncAPI document: "
+            raise ConfigError(f"--sut {kind} needs the service's AsyncAPI document: "
                               "--sut-spec FILE (or Scenario(sut_spec=...))")
         spec = load_spec(scenario.sut_spec)
         op = spec.input_operation()
         name = op.messages[0].name if op.messages else op.id
-        handlers = tuple(HandlerSpec(o.id, External()) for o in spec.output_operations())
+        if kind == "http":
+            http_input(spec)  # an http server, a method that can carry the id
+        outputs = spec.output_operations(required=kind != "http")
+        handlers = tuple(HandlerSpec(o.id, External()) for o in outputs) or (
+            HandlerSpec(RESPONSE_COLUMN, External()),)
         qos = spec.bench.qos if spec.bench.qos is not None else scenario.qos
         stream = Stream(name, handlers=list(handlers), qos=qos)
         return cls(scenario, (StreamPlan(0, stream, handlers, int(qos)),), None, spec)
 
-    def channels(self) -> list[str]:
-        """What a black-box run publishes to and reads (empty for the reference core)."""
+    def channels(self, input_url: str | None = None) -> list[str]:
+        """What a black-box run publishes to and reads (empty for the reference core);
+        ``input_url`` (the HTTP kind's request URL) stands for the input channel."""
         if self.spec is None:
             return []
-        return [self.spec.input_operation().channel.address,
-                *(o.channel.address for o in self.spec.output_operations())]
+        outputs = self.spec.output_operations(required=self.scenario.sut != "http")
+        return [input_url or self.spec.input_operation().channel.address,
+                *(o.channel.address for o in outputs)]
 
     @property
     def qos(self) -> int:
@@ -143,4 +159,4 @@ def weighted_cycle(shares: list[float], length: int = 100) -> list[int]:
     return out
 
 
-__all__ = ["RunPlan", "StreamPlan", "weighted_cycle"]
+__all__ = ["BLACK_BOX_SUTS", "RESPONSE_COLUMN", "RunPlan", "StreamPlan", "weighted_cycle"]

@@ -104,9 +104,10 @@ class Scenario:
             scenario's bulkhead, 3 attempts with backoff). Seeded defects apply only to the
             reference core's.
         sut: the system under test: ``"core"`` (the reference core, with your handlers if
-            the streams name them) or ``"asyncapi"``: a black box described by the AsyncAPI 3
+            the streams name them), ``"asyncapi"``: a black box described by the AsyncAPI 3
             document ``sut_spec`` (a path), whose input and output operations make the run's
-            one stream (``streams`` is then ignored; docs/sut.md). ``--sut`` and
+            one stream (``streams`` is then ignored; docs/sut.md), or ``"http"``: the same,
+            its input sent as HTTP requests (docs/sut.md, "HTTP"). ``--sut`` and
             ``--sut-spec`` override both.
         description: one line for ``--help`` and reports.
     """
@@ -120,7 +121,7 @@ class Scenario:
     duplicate_ratio: float = 0.0
     description: str = ""
     mediator: MediatorFactory | None = None
-    sut: Literal["core", "asyncapi"] = "core"
+    sut: Literal["core", "asyncapi", "http"] = "core"
     sut_spec: str | None = None
 
     def with_overrides(self, *, rate: float | None = None, qos: int | None = None,

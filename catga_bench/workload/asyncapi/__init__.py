@@ -43,6 +43,14 @@ The top-level ``x-catga-bench`` object (optional; an unknown key is an error):
   effective server URLs), ``ready`` (exactly one of ``log`` (a regex), ``http`` (a URL answering
   2xx), ``tcp`` (``host:port``)), ``start_timeout_s`` (default 20) and ``stop_grace_s``
   (default 5). Default: none (the service is assumed running).
+- ``http``: ``{headers, timeout_s, ok_status}`` for ``--sut http``: extra request headers (a
+  map of strings), the request timeout in seconds (> 0, default 10) and the statuses that
+  succeed (a non-empty list of 100..599; default any 2xx). Default: none (those defaults).
+
+Operations may carry the standard HTTP operation binding ``bindings.http.method`` (``GET``,
+``POST``, ``PUT``, ``PATCH`` or ``DELETE``): the method ``--sut http`` sends the input with
+(default ``POST``). Other bindings are ignored. A document with an ``http``/``https`` server
+may have no output operation (the HTTP response then completes each message).
 
 Every problem raises :class:`~catga_bench.errors.ConfigError` with one line naming the file, the
 JSON pointer of the offending node, and what is allowed.
@@ -61,8 +69,10 @@ from catga_bench.workload.asyncapi._reader import (
     parse_correlation_location,
 )
 from catga_bench.workload.asyncapi.model import (
+    HTTP_METHODS,
     BenchExtension,
     Correlation,
+    HttpExt,
     JetStreamExt,
     ProcessExt,
     ReadyCheck,
@@ -73,7 +83,7 @@ from catga_bench.workload.asyncapi.model import (
     SutSpec,
 )
 
-__all__ = ["ACTIONS", "PLACEHOLDERS", "PROTOCOLS", "BenchExtension", "Correlation",
-           "JetStreamExt", "ProcessExt", "ReadyCheck", "SpecChannel", "SpecMessage",
-           "SpecOperation", "SpecServer", "SutSpec", "load_spec", "parse_correlation_location",
-           "pointer_tokens", "tcp_address"]
+__all__ = ["ACTIONS", "HTTP_METHODS", "PLACEHOLDERS", "PROTOCOLS", "BenchExtension",
+           "Correlation", "HttpExt", "JetStreamExt", "ProcessExt", "ReadyCheck", "SpecChannel",
+           "SpecMessage", "SpecOperation", "SpecServer", "SutSpec", "load_spec",
+           "parse_correlation_location", "pointer_tokens", "tcp_address"]

@@ -18,8 +18,10 @@ from catga_bench.errors import ConfigError
 from catga_bench.workload.asyncapi._problems import _join, _kind, _Problem, _show, pointer_tokens
 from catga_bench.workload.asyncapi._process import read_process
 from catga_bench.workload.asyncapi.model import (
+    HTTP_METHODS,
     BenchExtension,
     Correlation,
+    HttpExt,
     JetStreamExt,
     SpecChannel,
     SpecMessage,
@@ -137,11 +139,38 @@ def _bench(node: object, path: Path) -> BenchExtension:
     loc = [k for k in err["loc"] if k != "[key]"]
     at = _join(where, *loc)
     if err["type"] == "extra_forbidden":
-        model = JetStreamExt if len(loc) > 1 else BenchExtension
+        model = _SUB_MODELS.get(str(loc[0]), JetStreamExt) if len(loc) > 1 else BenchExtension
         raise _Problem(at, f"unknown key {_show(loc[-1])}; allowed keys: "
                            f"{', '.join(model.model_fields)}")
-    allowed = _ALLOWED.get("/".join(map(str, loc[:2]))) or _ALLOWED.get(str(loc[0]), "a string")
+    table = {**_ALLOWED, **_HTTP_ALLOWED}
+    allowed = table.get("/".join(map(str, loc[:2]))) or table.get(str(loc[0]), "a string")
     raise _Problem(at, f"{err['msg']} (got {_show(err['input'])}); allowed: {allowed}")
+
+
+#: the nested objects of x-catga-bench, for "unknown key" errors
+_SUB_MODELS: dict[str, type[JetStreamExt] | type[HttpExt]] = {"jetstream": JetStreamExt,
+                                                              "http": HttpExt}
+_HTTP_ALLOWED = {"http": "a mapping with headers, timeout_s, ok_status",
+                 "http/headers": "a mapping of header name: string value",
+                 "http/timeout_s": "a number of seconds > 0",
+                 "http/ok_status": "a list of HTTP statuses (integers 100..599)"}
+
+
+def _check_http(bench: BenchExtension) -> None:
+    """``x-catga-bench.http``: a timeout > 0 and statuses in 100..599."""
+    http = bench.http
+    if http is None:
+        return
+    if not http.timeout_s > 0:
+        raise _Problem("/x-catga-bench/http/timeout_s", f"{http.timeout_s} is not a timeout; "
+                       "allowed: a number of seconds > 0")
+    for i, status in enumerate(http.ok_status or []):
+        if not 100 <= status <= 599:
+            raise _Problem(f"/x-catga-bench/http/ok_status/{i}", f"{status} is not an HTTP "
+                           "status; allowed: integers 100..599")
+    if http.ok_status is not None and not http.ok_status:
+        raise _Problem("/x-catga-bench/http/ok_status", "empty: no response could succeed; "
+                       "list statuses, or leave ok_status out for any 2xx")
 
 
 def _check_qos(bench: BenchExtension) -> None:
@@ -158,11 +187,13 @@ def _check_correlations(spec: SutSpec) -> None:
         raise _Problem(_join("/operations", inp.id), f"the input operation carries "
                        f"{len(inp.messages)} messages ({names}); it must carry exactly one "
                        "(list it in the operation's messages)")
-    for op in spec.output_operations():
+    # a document with an http server may have no output: the HTTP response completes a message
+    outputs = spec.output_operations(required=spec.server("http") is None)
+    for op in outputs:
         if not op.messages:
             raise _Problem(_join("/operations", op.id), "the output operation carries no "
                            f"message (channel {_show(op.channel.id)} declares none)")
-    for op in [inp, *spec.output_operations()]:
+    for op in [inp, *outputs]:
         for m in op.messages:
             if m.correlation is None:
                 raise _Problem(m.pointer, f"message {_show(m.name)} has no correlationId; the "
@@ -265,6 +296,7 @@ class _Reader:
         operations = {str(k): self._operation(str(k), v, channels) for k, v in ops.items()}
         bench = _bench(root.get("x-catga-bench"), path)
         _check_qos(bench)
+        _check_http(bench)
         spec = SutSpec(path=path, title=title, version=version, servers=servers,
                        channels=channels, operations=operations, bench=bench)
         _check_correlations(spec)
@@ -326,7 +358,25 @@ class _Reader:
         messages = channel.messages
         if op.get("messages") is not None:
             messages = self._op_messages(op["messages"], f"{where}/messages", channel)
-        return SpecOperation(id=oid, action=action, channel=channel, messages=messages)
+        return SpecOperation(id=oid, action=action, channel=channel, messages=messages,
+                             http_method=self._http_method(op, where))
+
+    def _http_method(self, op: dict[str, Any], where: str) -> Any:
+        """The operation's ``bindings.http.method`` (the standard HTTP operation binding), or
+        None when not given; other bindings and binding fields are ignored."""
+        if op.get("bindings") is None:
+            return None
+        bindings = self.doc.mapping(op["bindings"], f"{where}/bindings", "a map of bindings")
+        if bindings.get("http") is None:
+            return None
+        http = self.doc.mapping(bindings["http"], f"{where}/bindings/http", "an HTTP binding")
+        method = http.get("method")
+        if method is None:
+            return None
+        if method not in HTTP_METHODS:
+            raise _Problem(f"{where}/bindings/http/method", f"{_show(method)} is not read; "
+                           f"allowed: {', '.join(HTTP_METHODS)}")
+        return method
 
     def _op_channel(self, ref: Any, where: str, channels: dict[str, SpecChannel]) -> SpecChannel:
         if not isinstance(ref, dict) or "$ref" not in ref:

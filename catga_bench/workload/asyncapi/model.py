@@ -34,6 +34,11 @@ class SpecMessage(BaseModel):
     pointer: str
 
 
+#: the HTTP methods of an operation's ``bindings.http.method`` that are read
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
 class SpecChannel(BaseModel):
     id: str
     #: the subject / stream key / path
@@ -48,6 +53,9 @@ class SpecOperation(BaseModel):
     channel: SpecChannel
     #: the operation's own ``messages`` if given, else the channel's
     messages: list[SpecMessage]
+    #: the standard operation binding ``bindings.http.method`` (None: not given; the HTTP
+    #: kind then sends POST)
+    http_method: HttpMethod | None = None
 
 
 class SpecServer(BaseModel):
@@ -116,6 +124,28 @@ class ProcessExt(BaseModel):
     stop_grace_s: float = 5.0
 
 
+class HttpExt(BaseModel):
+    """``x-catga-bench.http``: how the HTTP kind sends each input (``--sut http``).
+
+    Attributes:
+        headers: extra request headers (name: value), sent with every request.
+        timeout_s: seconds a request may take, connect to last byte (> 0); over it the
+            message completes as a failure (``http_timeout``), not a loss.
+        ok_status: the statuses that complete a message as a success (or, with outputs,
+            that mean accepted); None: any 2xx.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    headers: dict[str, str] = {}
+    timeout_s: float = 10.0
+    ok_status: list[int] | None = None
+
+    def is_ok(self, status: int) -> bool:
+        """True when ``status`` completes a message as a success (or accepts it)."""
+        return status in self.ok_status if self.ok_status is not None else 200 <= status < 300
+
+
 class BenchExtension(BaseModel):
     """The document's top-level ``x-catga-bench`` object (see the module docstring)."""
 
@@ -128,6 +158,7 @@ class BenchExtension(BaseModel):
     jetstream: JetStreamExt | None = None
     #: how to start the service (read by ``_process.read_process``, not by pydantic)
     process: ProcessExt | None = None
+    http: HttpExt | None = None
 
 
 class SutSpec(BaseModel):
@@ -148,11 +179,17 @@ class SutSpec(BaseModel):
         except _Problem as p:
             raise ConfigError(p.line(self.path)) from None
 
-    def output_operations(self) -> list[SpecOperation]:
+    def output_operations(self, *, required: bool = True) -> list[SpecOperation]:
         """``x-catga-bench.outputs`` (in the order listed), or every ``send`` operation in
-        document order."""
+        document order. ``required=False`` (the HTTP kind, whose response may complete a
+        message): none is allowed (``[]``: no send operation, or ``outputs: []``).
+
+        Raises:
+            ConfigError: no output operation although ``required``, or a bad name.
+        """
         try:
-            return [self.operations[i] for i in _output_ids(self.operations, self.bench)]
+            return [self.operations[i]
+                    for i in _output_ids(self.operations, self.bench, required)]
         except _Problem as p:
             raise ConfigError(p.line(self.path)) from None
 
@@ -192,15 +229,17 @@ def _input_id(ops: dict[str, SpecOperation], bench: BenchExtension) -> str:
     return receive[0]
 
 
-def _output_ids(ops: dict[str, SpecOperation], bench: BenchExtension) -> list[str]:
-    """The output operations' ids: ``bench.outputs`` or every send operation."""
+def _output_ids(ops: dict[str, SpecOperation], bench: BenchExtension,
+                required: bool = True) -> list[str]:
+    """The output operations' ids: ``bench.outputs`` or every send operation (none allowed
+    when not ``required``)."""
     if bench.outputs is None:
         send = [o.id for o in ops.values() if o.action == "send"]
-        if not send:
+        if not send and required:
             raise _Problem("/operations", "no output operation: no operation has action: send "
                                           "(the service emits its outputs there)")
         return send
-    if not bench.outputs:
+    if not bench.outputs and required:
         raise _Problem("/x-catga-bench/outputs", "no output operation (the list is empty); name "
                        "send operations, or leave outputs out for all of them")
     for i, name in enumerate(bench.outputs):
