@@ -34,25 +34,27 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spec(folder: Path, tmp_path: Path, *, process: bool = True) -> tuple[Path, int]:
-    """The example's document with the service on a free HTTP port (and, with
+def _spec(folder: Path, tmp_path: Path, *, process: bool = True,
+          name: str = "asyncapi.yaml") -> tuple[Path, int]:
+    """The example's document ``name`` with the service on a free HTTP port (and, with
     ``process=False``, without ``process``: the test starts the service itself)."""
-    doc = yaml.safe_load((folder / "asyncapi.yaml").read_text(encoding="utf-8"))
+    doc = yaml.safe_load((folder / name).read_text(encoding="utf-8"))
     port = _free_port()
     bench = doc["x-catga-bench"]
     bench["process"]["env"]["HTTP_PORT"] = str(port)
     bench["process"]["cwd"] = str(folder)
     if not process:
         bench.pop("process")
-    path = tmp_path / "asyncapi.yaml"
+    path = tmp_path / name
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path, port
 
 
 def _run(tmp_path: Path, spec: Path, url: str, defect: str = "", seconds: int = 10,
-         extra: tuple[str, ...] = ()) -> tuple[int, dict[str, Any], str]:
+         extra: tuple[str, ...] = (), scenario: Path = SCENARIO,
+         ) -> tuple[int, dict[str, Any], str]:
     report_dir = tmp_path / f"report-{defect or 'clean'}"
-    cmd = locust_command(SCENARIO, users=10, run_time_s=seconds, report_dir=report_dir,
+    cmd = locust_command(scenario, users=10, run_time_s=seconds, report_dir=report_dir,
                          extra=("--nats-url", url, "--sut-spec", str(spec), *extra))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path,
                           env={**os.environ, "ORDER_SERVICE_DEFECT": defect})
@@ -149,3 +151,46 @@ def test_killed_and_restarted_mid_run_it_loses_nothing_at_qos_1(
     assert code == 0, r["verdict"]
     assert r["duplicates_by_qos"] == {"1": r["duplicates"]}
     assert r["latency_ms"]["max"] >= 1000  # the outage, from the intended send time
+
+
+HTTP_SCENARIO = ROOT / "scenarios" / "http_orders.py"
+
+
+def test_http_orders_pass_clean(nats_server: BrokerProcess, node_order_service: Path,
+                                tmp_path: Path) -> None:
+    """``locust -f scenarios/http_orders.py``: 1,000 POST /orders per second, open model."""
+    spec, port = _spec(node_order_service, tmp_path, name="http.asyncapi.yaml")
+    code, r, out = _run(tmp_path, spec, nats_server.url, scenario=HTTP_SCENARIO,
+                        extra=("--host", f"http://127.0.0.1:{port}"))
+    assert code == 0, r["verdict"] + out
+    assert r["sut"]["kind"] == "http" and r["transport"] == "http"
+    assert r["sut"]["channels"][0] == f"http://127.0.0.1:{port}/orders"
+    assert r["lost"] == 0 and r["errors"] == {}
+    assert r["achieved_rate"] >= 0.95 * r["offered_rate"] == 950
+
+
+def test_http_orders_show_a_stalled_endpoint_in_p99(nats_server: BrokerProcess,
+                                                    node_order_service: Path,
+                                                    tmp_path: Path) -> None:
+    """Every 5 s the service stalls 1 s: latency from each request's intended send time shows
+    it (a closed-model client would send fewer requests and report a P99 of a few ms)."""
+    spec, port = _spec(node_order_service, tmp_path, name="http.asyncapi.yaml")
+    code, r, out = _run(tmp_path, spec, nats_server.url, "stall_1s_every_5s",
+                        scenario=HTTP_SCENARIO, extra=("--host", f"http://127.0.0.1:{port}"))
+    assert code == 1, r["verdict"] + out
+    assert r["latency_ms"]["p99"] >= 900
+    assert r["achieved_rate"] >= 0.95 * r["offered_rate"]  # the schedule was kept
+
+
+def test_http_202_then_the_event_is_correlated(nats_server: BrokerProcess,
+                                              node_order_service: Path,
+                                              tmp_path: Path) -> None:
+    """POST /orders/async answers 202 at once; the order is complete when OrderConfirmed,
+    carrying the correlation id, comes out on NATS (the trigger -> event case)."""
+    spec, port = _spec(node_order_service, tmp_path, name="http-async.asyncapi.yaml")
+    code, r, out = _run(tmp_path, spec, nats_server.url, scenario=HTTP_SCENARIO,
+                        extra=("--host", f"http://127.0.0.1:{port}"))
+    assert code == 0, r["verdict"] + out
+    assert r["lost_by_qos"] == {"1": 0} and r["duplicates"] == 0  # lost gated at QoS 1
+    assert r["handlers"]["confirmOrder"]["handled"] == r["sent"] > 5000
+    assert r["unexpected"] == 0

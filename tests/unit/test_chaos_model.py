@@ -107,7 +107,7 @@ def test_unknown_variable_and_bad_var() -> None:
 
 def test_shipped_experiments_parse() -> None:
     files = sorted((ROOT / "experiments").glob("*.yaml"))
-    assert len(files) == 8
+    assert len(files) == 9
     for f in files:
         exp = load_experiment(f)
         assert exp.rollbacks, f"{f.name}: no rollbacks"
@@ -208,3 +208,14 @@ def test_journal_has_the_chaos_toolkit_fields(tmp_path: Path) -> None:
         assert entry["status"] in ("succeeded", "failed")
     assert j["steady_states"]["after"]["probes"][0]["tolerance_met"] is True
     assert [e["activity"]["type"] for e in j["run"]] == ["toxic_add", "sleep", "handler_fault"]
+
+
+def test_an_environment_names_one_system_under_test() -> None:
+    """``core`` (the reference core) or ``sut`` (a black box from its document), not both."""
+    from catga_bench.chaos.model import Environment
+
+    both = {"broker": "nats", "core": {"scenario": "x.py"}, "sut": {"spec": "a.yaml"}}
+    with pytest.raises(ValueError, match=r"either core .* or sut"):
+        Environment.model_validate(both)
+    env = Environment.model_validate({"broker": "nats", "sut": {"spec": "a.yaml"}})
+    assert env.sut is not None and env.sut.spec == "a.yaml" and env.core is None
