@@ -194,3 +194,36 @@ def test_http_202_then_the_event_is_correlated(nats_server: BrokerProcess,
     assert r["lost_by_qos"] == {"1": 0} and r["duplicates"] == 0  # lost gated at QoS 1
     assert r["handlers"]["confirmOrder"]["handled"] == r["sent"] > 5000
     assert r["unexpected"] == 0
+
+
+EXPERIMENT = ROOT / "experiments" / "black_box_partition.yaml"
+
+
+@pytest.mark.parametrize("defect", ["", "drop_1pct"])
+def test_the_partition_experiment_holds_clean_and_catches_a_lossy_service(
+        node_order_service: Path, tmp_path: Path, defect: str) -> None:
+    """``catga-bench chaos run experiments/black_box_partition.yaml``: the service's broker
+    link goes through the fault proxy and is cut for 8 s. Clean, JetStream redelivers and
+    nothing is lost (exit 0); a service that drops 1% of orders deviates (exit 1) — the
+    experiment can fail."""
+    import sys
+
+    spec, _ = _spec(node_order_service, tmp_path)
+    workdir = tmp_path / "chaos"
+    proc = subprocess.run(
+        [sys.executable, "-m", "catga_bench.chaos", "run", str(EXPERIMENT), "--workdir",
+         str(workdir), "--var", f"spec={spec}", "--var", "duration=20", "--var", "down_s=5"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        env={**os.environ, "ORDER_SERVICE_DEFECT": defect})
+    journal = json.loads((workdir / "journal.json").read_text())
+    report = json.loads((workdir / "load-report" / "report.json").read_text())
+    assert report["sut"]["kind"] == "asyncapi" and report["sent"] > 10000
+    if not defect:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert journal["status"] == "completed" and not journal["deviated"]
+        assert report["lost"] == 0
+        assert report["latency_ms"]["max"] >= 4000  # the outage, seen at the service's output
+        assert (workdir / "sut-order-service-node-js.log").read_text().count("ready") >= 1
+    else:
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert journal["deviated"] is True and report["lost"] > 0
