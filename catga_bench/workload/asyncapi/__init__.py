@@ -12,7 +12,9 @@ The subset read (everything else in the document is ignored):
 - ``servers.NAME``: ``protocol`` (``nats``, ``redis``, ``http`` or ``https``), ``host``
   (``host:port``, no scheme, no ``{variables}``) and optional ``pathname`` (``/...``).
 - ``channels.ID``: ``address`` (required here, a fixed subject / stream key / path without
-  ``{parameters}``) and ``messages`` (a map of Message Objects or refs to them).
+  ``{parameters}``), ``messages`` (a map of Message Objects or refs to them) and optional
+  ``servers`` (a list of refs to ``#/servers/NAME``; the input channel's says which broker
+  ``--sut asyncapi`` uses: :meth:`SutSpec.input_broker`).
 - ``operations.ID``: ``action`` (``send`` | ``receive``), ``channel`` (``$ref`` to
   ``#/channels/ID``) and optional ``messages`` (refs to a subset of the channel's messages; when
   absent, the operation carries all of the channel's messages).
@@ -43,6 +45,10 @@ The top-level ``x-catga-bench`` object (optional; an unknown key is an error):
   effective server URLs), ``ready`` (exactly one of ``log`` (a regex), ``http`` (a URL answering
   2xx), ``tcp`` (``host:port``)), ``start_timeout_s`` (default 20) and ``stop_grace_s``
   (default 5). Default: none (the service is assumed running).
+- ``redis``: ``{group, purge}``, for a service driven over Redis Streams: its consumer group
+  on the input stream (a non-empty string; with ``purge`` its pending entries are acknowledged)
+  and whether to trim the input stream before the run (``purge``, a bool, default false).
+  Default: none.
 - ``http``: ``{headers, timeout_s, ok_status}`` for ``--sut http``: extra request headers (a
   map of strings), the request timeout in seconds (> 0, default 10) and the statuses that
   succeed (a non-empty list of 100..599; default any 2xx). Default: none (those defaults).
@@ -76,6 +82,7 @@ from catga_bench.workload.asyncapi.model import (
     JetStreamExt,
     ProcessExt,
     ReadyCheck,
+    RedisExt,
     SpecChannel,
     SpecMessage,
     SpecOperation,
@@ -84,6 +91,6 @@ from catga_bench.workload.asyncapi.model import (
 )
 
 __all__ = ["ACTIONS", "HTTP_METHODS", "PLACEHOLDERS", "PROTOCOLS", "BenchExtension",
-           "Correlation", "HttpExt", "JetStreamExt", "ProcessExt", "ReadyCheck", "SpecChannel",
-           "SpecMessage", "SpecOperation", "SpecServer", "SutSpec", "load_spec",
+           "Correlation", "HttpExt", "JetStreamExt", "ProcessExt", "ReadyCheck", "RedisExt",
+           "SpecChannel", "SpecMessage", "SpecOperation", "SpecServer", "SutSpec", "load_spec",
            "parse_correlation_location", "pointer_tokens", "tcp_address"]

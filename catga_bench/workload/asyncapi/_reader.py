@@ -23,6 +23,7 @@ from catga_bench.workload.asyncapi.model import (
     Correlation,
     HttpExt,
     JetStreamExt,
+    RedisExt,
     SpecChannel,
     SpecMessage,
     SpecOperation,
@@ -116,7 +117,10 @@ def _location(location: object, pointer: str) -> Correlation:
 _ALLOWED = {"input": "an operation id (string)", "outputs": "a list of operation ids",
             "payload": "a JSON object of field: template value", "qos": "0, 1 or 2",
             "jetstream": "a mapping with stream, durable, purge",
-            "jetstream/purge": "true or false"}
+            "jetstream/purge": "true or false",
+            "redis": "a mapping with group, purge",
+            "redis/group": "the service's consumer group name (a non-empty string)",
+            "redis/purge": "true or false"}
 
 
 def _bench(node: object, path: Path) -> BenchExtension:
@@ -148,8 +152,8 @@ def _bench(node: object, path: Path) -> BenchExtension:
 
 
 #: the nested objects of x-catga-bench, for "unknown key" errors
-_SUB_MODELS: dict[str, type[JetStreamExt] | type[HttpExt]] = {"jetstream": JetStreamExt,
-                                                              "http": HttpExt}
+_SUB_MODELS: dict[str, type[JetStreamExt] | type[HttpExt] | type[RedisExt]] = {
+    "jetstream": JetStreamExt, "http": HttpExt, "redis": RedisExt}
 _HTTP_ALLOWED = {"http": "a mapping with headers, timeout_s, ok_status",
                  "http/headers": "a mapping of header name: string value",
                  "http/timeout_s": "a number of seconds > 0",
@@ -171,6 +175,13 @@ def _check_http(bench: BenchExtension) -> None:
     if http.ok_status is not None and not http.ok_status:
         raise _Problem("/x-catga-bench/http/ok_status", "empty: no response could succeed; "
                        "list statuses, or leave ok_status out for any 2xx")
+
+
+def _check_redis(bench: BenchExtension) -> None:
+    """``x-catga-bench.redis.group``: a non-empty name when given."""
+    if bench.redis is not None and bench.redis.group is not None and not bench.redis.group:
+        raise _Problem("/x-catga-bench/redis/group", "empty; allowed: "
+                       f"{_ALLOWED['redis/group']}, or leave group out")
 
 
 def _check_qos(bench: BenchExtension) -> None:
@@ -290,13 +301,14 @@ class _Reader:
         title, version = self._info()
         servers = {str(k): self._server(str(k), v)
                    for k, v in self.doc.section(root, "", "servers", "a map of servers").items()}
-        channels = {str(k): self._channel(str(k), v)
+        channels = {str(k): self._channel(str(k), v, servers)
                     for k, v in self.doc.section(root, "", "channels", "a map of channels").items()}
         ops = self.doc.section(root, "", "operations", "a map of operations")
         operations = {str(k): self._operation(str(k), v, channels) for k, v in ops.items()}
         bench = _bench(root.get("x-catga-bench"), path)
         _check_qos(bench)
         _check_http(bench)
+        _check_redis(bench)
         spec = SutSpec(path=path, title=title, version=version, servers=servers,
                        channels=channels, operations=operations, bench=bench)
         _check_correlations(spec)
@@ -332,7 +344,7 @@ class _Reader:
                                                 "with / and no {variables}, e.g. \"/base\"")
         return SpecServer(name=name, protocol=protocol.lower(), host=host, pathname=pathname)
 
-    def _channel(self, cid: str, node: Any) -> SpecChannel:
+    def _channel(self, cid: str, node: Any, servers: dict[str, SpecServer]) -> SpecChannel:
         node, where = self.doc.deref(node, _join("/channels", cid))
         channel = self.doc.mapping(node, where, "a channel")
         address = channel.get("address")
@@ -345,7 +357,30 @@ class _Reader:
                            "reads only fixed addresses (no {parameters})")
         messages = self.doc.section(channel, where, "messages", "a map of messages")
         return SpecChannel(id=cid, address=address, messages=[
-            self._message(v, _join(where, "messages", k)) for k, v in messages.items()])
+            self._message(v, _join(where, "messages", k)) for k, v in messages.items()],
+            servers=self._channel_servers(channel.get("servers"), f"{where}/servers", servers))
+
+    def _channel_servers(self, refs: Any, where: str,
+                         servers: dict[str, SpecServer]) -> list[str]:
+        """The server names a channel's ``servers`` list refers to (``[]`` when absent)."""
+        if refs is None:
+            return []
+        if not isinstance(refs, list):
+            raise _Problem(where, f"must be a list of $refs to servers under #/servers; got "
+                                  f"{_kind(refs)}")
+        names = []
+        for i, ref in enumerate(refs):
+            at = _join(where, i)
+            if not isinstance(ref, dict) or "$ref" not in ref:
+                raise _Problem(at, "must be a $ref to a server under #/servers "
+                                   "({\"$ref\": \"#/servers/NAME\"})")
+            parts = pointer_tokens(self.doc.target(ref["$ref"], at))
+            if len(parts) != 2 or parts[0] != "servers" or parts[1] not in servers:
+                known = ", ".join(sorted(servers)) or "(none)"
+                raise _Problem(at, f"$ref {_show(ref['$ref'])} must point to a server under "
+                                   f"#/servers (\"#/servers/NAME\"); servers: {known}")
+            names.append(parts[1])
+        return names
 
     def _operation(self, oid: str, node: Any, channels: dict[str, SpecChannel]) -> SpecOperation:
         node, where = self.doc.deref(node, _join("/operations", oid))

@@ -44,6 +44,9 @@ class SpecChannel(BaseModel):
     #: the subject / stream key / path
     address: str
     messages: list[SpecMessage]
+    #: the names of the servers the channel's ``servers`` list refers to (``[]``: not given,
+    #: i.e. every server)
+    servers: list[str] = []
 
 
 class SpecOperation(BaseModel):
@@ -80,6 +83,23 @@ class JetStreamExt(BaseModel):
     durable: str | None = None
     #: empty the stream before the run (messages left from an earlier run are not redelivered
     #: into this one)
+    purge: bool = False
+
+
+class RedisExt(BaseModel):
+    """``x-catga-bench.redis``: the service's Redis Streams side (``--sut asyncapi`` over a
+    ``redis`` server; docs/sut.md, "Redis Streams").
+
+    Attributes:
+        group: the service's consumer group on the input stream (``XREADGROUP GROUP NAME``);
+            with ``purge``, its pending entries are acknowledged too. None: not given.
+        purge: trim the input stream to nothing before the run (``XTRIM key MAXLEN 0``), so
+            entries left from an earlier run are not consumed in this one.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    group: str | None = None
     purge: bool = False
 
 
@@ -159,6 +179,11 @@ class BenchExtension(BaseModel):
     #: how to start the service (read by ``_process.read_process``, not by pydantic)
     process: ProcessExt | None = None
     http: HttpExt | None = None
+    redis: RedisExt | None = None
+
+
+#: the brokers ``--sut asyncapi`` drives a service over
+BrokerProtocol = Literal["nats", "redis"]
 
 
 class SutSpec(BaseModel):
@@ -192,6 +217,35 @@ class SutSpec(BaseModel):
                     for i in _output_ids(self.operations, self.bench, required)]
         except _Problem as p:
             raise ConfigError(p.line(self.path)) from None
+
+    def input_broker(self) -> BrokerProtocol:
+        """The broker ``--sut asyncapi`` drives the service over (docs/sut.md, "Redis
+        Streams"): the protocol of the first ``nats`` or ``redis`` server the input channel's
+        ``servers`` names; when it names none, ``nats`` if the document has a nats server,
+        else ``redis`` if it has a redis server, else ``nats`` (the URL then comes from
+        ``--nats-url``).
+
+        Raises:
+            ConfigError: no input operation can be chosen (see :meth:`input_operation`).
+        """
+        named = [self.servers[n] for n in self.input_operation().channel.servers
+                 if n in self.servers]
+        for server in named:
+            if server.protocol in ("nats", "redis"):
+                return server.protocol  # type: ignore[return-value]
+        if self.server("nats") is None and self.server("redis") is not None:
+            return "redis"
+        return "nats"
+
+    def broker_server(self) -> SpecServer | None:
+        """The server of :meth:`input_broker`'s protocol: the first such one the input
+        channel names, else the document's first; None when the document has none."""
+        protocol = self.input_broker()
+        for name in self.input_operation().channel.servers:
+            server = self.servers.get(name)
+            if server is not None and server.protocol == protocol:
+                return server
+        return self.server(protocol)
 
     def server(self, protocol: str) -> SpecServer | None:
         """The first server speaking ``protocol`` (``https`` counts as ``http``), or None."""
