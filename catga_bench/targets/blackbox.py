@@ -1,7 +1,8 @@
 """What every black-box system under test shares, whatever carries its input (NATS for
-:mod:`catga_bench.targets.asyncapi`, HTTP for :mod:`catga_bench.targets.http`): the input
-message (payload template, stamped correlation id) and the output side (NATS subscriptions,
-correlation, the classes of docs/sut.md).
+:mod:`catga_bench.targets.asyncapi`, Redis Streams for :mod:`catga_bench.targets.redis_streams`,
+HTTP for :mod:`catga_bench.targets.http`): the input message (payload template, stamped
+correlation id) and the output side (correlation and the classes of docs/sut.md, for an output
+read from any transport: :meth:`OutputReader.receive`; NATS subscriptions).
 
 The input: a fresh correlation id ``<run>.<stream>.<seq>`` goes where the input message's
 ``correlationId.location`` says (a header, or a JSON pointer in the payload); the payload comes
@@ -31,6 +32,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -172,8 +174,9 @@ class _Output:
 
 
 class OutputReader:
-    """The outputs of a black box on NATS, counted for the run ``run_id`` (see the module
-    docstring). Output operation ``i`` is ledger column ``i``.
+    """The outputs of a black box, counted for the run ``run_id`` (see the module docstring):
+    on NATS through :meth:`subscribe`; any other transport calls :meth:`bind`, then
+    :meth:`receive` for each output it reads. Output operation ``i`` is ledger column ``i``.
 
     Args:
         run_id: the first part of the correlation ids this run stamps.
@@ -200,39 +203,57 @@ class OutputReader:
         """Ledger columns (output operations)."""
         return len(self.outputs)
 
-    async def subscribe(self, nc: Any, plan: RunPlan, sink: OutcomeSink) -> None:
-        """Subscribe to every output channel on ``nc`` and wait until the server has every
-        subscription (a flush round trip): none joins late."""
+    def bind(self, plan: RunPlan, sink: OutcomeSink) -> None:
+        """Count outputs for ``plan`` into ``sink`` from now on (before that, :meth:`receive`
+        ignores them). Whatever reads the transport calls this before its first read."""
         self._plan, self._sink = plan, sink
+
+    async def subscribe(self, nc: Any, plan: RunPlan, sink: OutcomeSink) -> None:
+        """Subscribe to every output channel on the NATS client ``nc`` and wait until the
+        server has every subscription (a flush round trip): none joins late."""
+        self.bind(plan, sink)
         for out in self.outputs:
             self._subs.append(await nc.subscribe(out.channel, cb=partial(self._on_output, out)))
         await nc.flush(timeout=5)
 
     async def unsubscribe(self) -> None:
-        """Stop reading outputs."""
+        """Stop reading outputs (NATS)."""
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._subs = []
 
     async def _on_output(self, out: _Output, msg: Any) -> None:
+        self.receive(out, msg.data, msg.headers)
+
+    def receive(self, out: _Output, body: bytes, headers: Mapping[str, str] | None) -> None:
+        """One output arrived, whatever carried it: count it in its class (module docstring).
+
+        Args:
+            out: the output operation it arrived on (one of :attr:`outputs`).
+            body: the payload as read (JSON expected; ``b""`` or undecodable: no data, so a
+                payload-located correlation id is missing and a schema fails).
+            headers: the message's headers (NATS headers; for Redis Streams the entry's
+                fields other than ``payload``), where a header-located correlation id is
+                read; None when it has none.
+        """
         sink = self._sink
         if sink is None:
             return
         self.outputs_received += 1
         data: Any = None
         try:
-            data = orjson.loads(msg.data) if msg.data else None
+            data = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
             data = None
-        cid = self._correlation_of(out, msg, data)
+        cid = self._correlation_of(out, headers, data)
         where = self.resolve(cid)
         if where is None:
             reason = "no correlation id" if cid is None else "matches no message of this run"
             sink.output_class("unexpected", out.channel, cid, reason)
             return
         if out.validator is not None:
-            problem = out.problem(msg.data, data)
+            problem = out.problem(body, data)
             if problem is not None:
                 sink.output_class("nonconformant", out.channel, cid, problem)
         stream, seq = where
@@ -242,12 +263,14 @@ class OutputReader:
         sink.handled(stream, out.column, seq)
         sink.completed(stream, seq, Result.success(None))
 
-    def _correlation_of(self, out: _Output, msg: Any, data: Any) -> str | None:
+    @staticmethod
+    def _correlation_of(out: _Output, headers: Mapping[str, str] | None,
+                        data: Any) -> str | None:
         corr = out.correlation
         if corr is None:
             return None
         if corr.where == "header":
-            value = (msg.headers or {}).get(corr.path)
+            value = (headers or {}).get(corr.path)
         else:
             value = pointer_get(data, corr.path)
         return value if isinstance(value, str) else None
