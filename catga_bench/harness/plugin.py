@@ -39,6 +39,7 @@ from core.transport.base import TransportError
 
 if TYPE_CHECKING:
     from catga_bench.targets.sut_process import SutProcess
+    from catga_bench.workload.asyncapi import SutSpec
     from catga_bench.workload.scenario import Scenario
 
 log = logging.getLogger("catga.bench")
@@ -175,21 +176,31 @@ class Harness:
         opts = self.env.parsed_options
         urls = effective_urls(
             spec, nats_url=self.options.nats_url,
-            redis_url=getattr(opts, "redis_url", None) or os.environ.get("CATGA_REDIS_URL"),
+            redis_url=self._redis_url(),
             http_url=self.env.host or getattr(opts, "host", None))
         for key, transport in (("nats_url", "nats"), ("redis_url", "redis")):
             urls[key] = urls[key] or DEFAULT_URLS[transport]  # a broker has a usual address
         self.sut_process = SutProcess(spec.bench.process, urls, self.report_dir(),
                                       log_name(spec.title), spec_path=spec.path)
 
+    def _redis_url(self) -> str | None:
+        """An explicit ``--redis-url`` / ``$CATGA_REDIS_URL``, else None."""
+        opts = self.env.parsed_options
+        return getattr(opts, "redis_url", None) or os.environ.get("CATGA_REDIS_URL")
+
     def purge_input(self, plan: RunPlan) -> None:
-        """``x-catga-bench.jetstream.purge``: empty the service's stream before the run (and
-        before the service starts), on a short-lived loop of its own.
+        """``x-catga-bench.jetstream.purge`` (or ``redis.purge`` for a service over Redis
+        Streams): empty the service's input stream before the run (and before the service
+        starts), on a short-lived loop of its own.
 
         Raises:
-            TargetUnavailable: the NATS server cannot be reached.
+            TargetUnavailable: the NATS (Redis) server cannot be reached.
         """
         spec = plan.spec
+        if spec is not None and self.scenario.sut == "asyncapi" \
+                and spec.input_broker() == "redis":
+            self._purge_redis(spec)
+            return
         js = spec.bench.jetstream if spec is not None else None
         if spec is None or js is None or not js.purge or self.is_worker:
             return
@@ -206,6 +217,26 @@ class Harness:
         if removed:
             log.info("catga-bench: purged %d message(s) an earlier run left in stream %s",
                      removed, js.stream)
+
+    def _purge_redis(self, spec: SutSpec) -> None:
+        """``x-catga-bench.redis.purge``: trim the input stream (and ack the group's pending
+        entries) before the run. Raises TargetUnavailable: Redis cannot be reached."""
+        ext = spec.bench.redis
+        if ext is None or not ext.purge or self.is_worker:
+            return
+        from catga_bench.targets.redis_streams import purge_redis_input
+
+        server = spec.broker_server()
+        url = self._redis_url() or (server.url() if server else DEFAULT_URLS["redis"])
+        loop = LoopThread(name="catga-purge")
+        loop.start()
+        try:
+            removed = loop.call(purge_redis_input(spec, url), timeout_s=15)
+        finally:
+            loop.stop()
+        if removed:
+            log.info("catga-bench: trimmed %d entr(y/ies) an earlier run left in stream %s",
+                     removed, spec.input_operation().channel.address)
 
     def start_sut(self) -> None:
         """Start the service (if :meth:`prepare_sut` built one) and wait until it is ready.
@@ -240,6 +271,10 @@ class Harness:
             from catga_bench.targets.http import HttpTarget
 
             return HttpTarget(plan.spec, self.env.host or None, nats_url=self.options.nats_url)
+        if plan.spec is not None and plan.spec.input_broker() == "redis":
+            from catga_bench.targets.redis_streams import RedisStreamsTarget
+
+            return RedisStreamsTarget(plan.spec, url=self._redis_url())
         if plan.spec is not None:
             from catga_bench.targets.asyncapi import AsyncApiTarget
 
@@ -400,8 +435,7 @@ class Harness:
         sut = self._sut_facts()
         facts = RunFacts(
             scenario=self.scenario_name,
-            transport={"asyncapi": "nats", "http": "http"}.get(sut["kind"],
-                                                               self.options.transport),
+            transport=self._report_transport(sut["kind"]),
             qos=self.scenario.qos,
             offered_rate=self.scenario.rate,
             started_at_s=self.started_at,
@@ -420,6 +454,19 @@ class Harness:
             log.exception("catga-bench: could not write the report")
             self.report["verdict"] += f" (report not written: {exc})"
             self.exit_code = EXIT_ENVIRONMENT
+
+    def _report_transport(self, kind: str) -> str:
+        """The report's ``transport``: the broker a black box is driven over (``nats`` or
+        ``redis``), ``http``, else ``--transport``."""
+        if kind == "http":
+            return "http"
+        if kind != "asyncapi":
+            return self.options.transport
+        try:
+            spec = RunPlan.of(self.scenario).spec
+        except ConfigError:
+            return "nats"
+        return spec.input_broker() if spec is not None else "nats"
 
     def _sut_facts(self) -> dict[str, Any]:
         """The report's ``sut``: kind, the AsyncAPI document's path, the channels used (for
