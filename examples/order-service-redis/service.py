@@ -15,7 +15,9 @@ for more than 2 s, so what a killed process read but never acknowledged is handl
 
 Seeded defects (environment ``ORDER_SERVICE_DEFECT``), to see the gate catch each one:
 ``drop_1pct`` (confirms nothing for 1 order in 100), ``dup_1pct`` (confirms 1 in 100 twice),
-``bad_schema_1pct`` (1 in 100 confirmations lack their ``status``).
+``bad_schema_1pct`` (1 in 100 confirmations lack their ``status``). ``ORDER_SERVICE_WORK_MS``
+(default 0) makes each batch of orders take that long before it is confirmed (simulated work:
+entries stay pending meanwhile, which a kill -9 then leaves behind).
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ CORRELATION = "Catga-Correlation-Id"
 class OrderService:
     """Confirms each order of the consumer group's stream (see the module docstring)."""
 
-    def __init__(self, client: Any, defect: str | None) -> None:
+    def __init__(self, client: Any, defect: str | None, work_s: float = 0.0) -> None:
         self.client = client
         self.defect = defect
+        self.work_s = work_s
         self.consumer = f"order-service-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.count = 0
 
@@ -52,6 +55,8 @@ class OrderService:
         """Confirm ``entries`` (one pipeline), then acknowledge them."""
         if not entries:
             return
+        if self.work_s:
+            await asyncio.sleep(self.work_s)
         pipe = self.client.pipeline(transaction=False)
         for _entry_id, fields in entries:
             if fields is None:  # trimmed away while pending: nothing to confirm
@@ -96,14 +101,14 @@ class OrderService:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
-async def serve(url: str, defect: str | None) -> None:
+async def serve(url: str, defect: str | None, work_s: float) -> None:
     client = aioredis.Redis.from_url(url)
     try:
         await client.xgroup_create(INPUT, GROUP, id="$", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):  # it exists: carry on where the group is
             raise
-    service = OrderService(client, defect)
+    service = OrderService(client, defect, work_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -122,7 +127,8 @@ def main() -> None:
     defect = os.environ.get("ORDER_SERVICE_DEFECT") or None
     if defect is not None and defect not in DEFECTS:
         parser.error(f"ORDER_SERVICE_DEFECT: {defect!r}; allowed: {', '.join(DEFECTS)}")
-    asyncio.run(serve(args.redis_url, defect))
+    work_s = float(os.environ.get("ORDER_SERVICE_WORK_MS") or 0) / 1000
+    asyncio.run(serve(args.redis_url, defect, work_s))
 
 
 if __name__ == "__main__":
