@@ -65,8 +65,9 @@ def add_arguments(parser: Any) -> None:
                    help="NATS server for --transport nats. Default: $CATGA_NATS_URL or "
                         "nats://127.0.0.1:4222")
     g.add_argument("--redis-url", default=None, metavar="URL",
-                   help="Redis server for --transport redis. Default: $CATGA_REDIS_URL or "
-                        "redis://127.0.0.1:6379")
+                   help="Redis server for --transport redis (default: $CATGA_REDIS_URL or "
+                        "redis://127.0.0.1:6379), or of an --sut asyncapi service over Redis "
+                        "Streams (default: the document's redis server)")
     g.add_argument("--rate", default=None, metavar="MSG_PER_S",
                    help="Offered load, messages/s for the whole test (open model: sent on "
                         "schedule whatever the system does). Default: the scenario's")
