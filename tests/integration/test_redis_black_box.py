@@ -6,10 +6,12 @@ redis-server. The document's ``x-catga-bench.process`` starts the service (a con
 Clean it passes with every output class at 0; ``drop_1pct`` fails on lost (and
 ``failing_messages`` names the lost ids), ``bad_schema_1pct`` on nonconformant; an unreachable
 Redis is exit 3 and one line; a kill -9 of the service mid-run at QoS 1, restarted at once, loses
-nothing (the new consumer claims what the dead one read and never acknowledged)."""
+nothing (the new consumer claims what the dead one read and never acknowledged);
+``x-catga-bench.redis.purge`` trims the input stream and acks the group's pending entries."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -19,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import yaml
 
 from catga_bench.processes.brokers import BrokerProcess
 from catga_bench.processes.locust import locust_command
+from catga_bench.targets.redis_streams import purge_redis_input
 from catga_bench.targets.sut_process import SutProcess, effective_urls
 from catga_bench.workload.asyncapi import load_spec
 
@@ -143,3 +147,33 @@ def test_a_kill_of_the_service_at_qos_1_loses_nothing(redis_server: BrokerProces
     assert r["lost"] == 0, (r["verdict"], out)
     assert code == 0, (r["verdict"], out)
     assert r["latency_ms"]["max"] >= 1000  # the claimed entries waited their 2 s
+
+
+def test_purge_trims_the_input_stream_and_acks_the_groups_pending(
+        redis_server: BrokerProcess, tmp_path: Path) -> None:
+    """``x-catga-bench.redis.purge``: what an earlier run left (entries, and entries a killed
+    consumer held) is gone before the run; without a group yet, only the trim."""
+    doc = yaml.safe_load(DOC.read_text(encoding="utf-8"))
+    doc["x-catga-bench"]["redis"]["purge"] = True
+    path = tmp_path / "asyncapi.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    spec = load_spec(path)
+
+    async def scenario() -> tuple[int | None, int, int, int | None]:
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await client.xgroup_create("orders:placed", "order-service", id="$", mkstream=True)
+            for i in range(10):
+                await client.xadd("orders:placed", {"payload": f'{{"n": {i}}}'})
+            await client.xreadgroup("order-service", "dead", {"orders:placed": ">"}, count=4)
+            removed = await purge_redis_input(spec, redis_server.url)
+            length = await client.xlen("orders:placed")
+            pending = (await client.xpending("orders:placed", "order-service"))["pending"]
+            await client.delete("orders:placed")
+            await client.xadd("orders:placed", {"payload": "{}"})  # no group: trim only
+            again = await purge_redis_input(spec, redis_server.url)
+            return removed, length, pending, again
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == (10, 0, 0, 1)
