@@ -182,6 +182,11 @@ class Harness:
         self.sut_process = SutProcess(spec.bench.process, urls, self.report_dir(),
                                       log_name(spec.title), spec_path=spec.path)
 
+    def shared_run_id(self) -> str | None:
+        """The id the master of a distributed run gave every worker (``--catga-run``, set by
+        the master, shipped to workers with Locust's custom options), or None."""
+        return getattr(self.env.parsed_options, "catga_run", None) or None
+
     def purge_input(self, plan: RunPlan) -> None:
         """``x-catga-bench.jetstream.purge``: empty the service's stream before the run (and
         before the service starts), on a short-lived loop of its own.
@@ -239,11 +244,12 @@ class Harness:
         if plan.spec is not None and self.scenario.sut == "http":
             from catga_bench.targets.http import HttpTarget
 
-            return HttpTarget(plan.spec, self.env.host or None, nats_url=self.options.nats_url)
+            return HttpTarget(plan.spec, self.env.host or None, nats_url=self.options.nats_url,
+                              run=self.shared_run_id())
         if plan.spec is not None:
             from catga_bench.targets.asyncapi import AsyncApiTarget
 
-            return AsyncApiTarget(plan.spec, url=self.options.nats_url)
+            return AsyncApiTarget(plan.spec, url=self.options.nats_url, run=self.shared_run_id())
         if self.options.transport == "embedded":
             from catga_bench.targets.embedded import EmbeddedTarget
 
@@ -542,6 +548,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
         opts.catga_user_rate = harness.scenario.rate / int(opts.num_users)
     if isinstance(runner, MasterRunner):
         runner.register_message(MSG_PAYLOAD, harness.on_payload)
+        if opts is not None and not getattr(opts, "catga_run", ""):
+            import uuid
+
+            opts.catga_run = uuid.uuid4().hex[:8]  # shipped to workers with "spawn"
     elif isinstance(runner, WorkerRunner):
         runner.register_message(MSG_FINISH, harness.on_finish_request, concurrent=True)
 
