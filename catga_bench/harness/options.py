@@ -6,6 +6,7 @@ line naming the option and what is allowed (argparse's own errors would print Lo
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ def add_arguments(parser: Any) -> None:
     g.add_argument("--sut-spec", default=None, metavar="FILE",
                    help="The AsyncAPI 3 document of an --sut asyncapi|http service (default: "
                         "the scenario's)")
+    # set by the master of a distributed run; Locust ships it to the workers (black-box runs:
+    # every generator's correlation ids start with it, so siblings' outputs are not strangers)
+    g.add_argument("--catga-run", default="", help=argparse.SUPPRESS)
     g.add_argument("--sut-running", action="store_true", default=False,
                    help="The service is already running: do not start the document's "
                         "x-catga-bench.process (a chaos experiment, or your own dev loop)")

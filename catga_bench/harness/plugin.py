@@ -188,6 +188,11 @@ class Harness:
         opts = self.env.parsed_options
         return getattr(opts, "redis_url", None) or os.environ.get("CATGA_REDIS_URL")
 
+    def shared_run_id(self) -> str | None:
+        """The id the master of a distributed run gave every worker (``--catga-run``, set by
+        the master, shipped to workers with Locust's custom options), or None."""
+        return getattr(self.env.parsed_options, "catga_run", None) or None
+
     def purge_input(self, plan: RunPlan) -> None:
         """``x-catga-bench.jetstream.purge`` (or ``redis.purge`` for a service over Redis
         Streams): empty the service's input stream before the run (and before the service
@@ -270,15 +275,16 @@ class Harness:
         if plan.spec is not None and self.scenario.sut == "http":
             from catga_bench.targets.http import HttpTarget
 
-            return HttpTarget(plan.spec, self.env.host or None, nats_url=self.options.nats_url)
+            return HttpTarget(plan.spec, self.env.host or None, nats_url=self.options.nats_url,
+                              run=self.shared_run_id())
         if plan.spec is not None and plan.spec.input_broker() == "redis":
             from catga_bench.targets.redis_streams import RedisStreamsTarget
 
-            return RedisStreamsTarget(plan.spec, url=self._redis_url())
+            return RedisStreamsTarget(plan.spec, url=self._redis_url(), run=self.shared_run_id())
         if plan.spec is not None:
             from catga_bench.targets.asyncapi import AsyncApiTarget
 
-            return AsyncApiTarget(plan.spec, url=self.options.nats_url)
+            return AsyncApiTarget(plan.spec, url=self.options.nats_url, run=self.shared_run_id())
         if self.options.transport == "embedded":
             from catga_bench.targets.embedded import EmbeddedTarget
 
@@ -589,6 +595,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
         opts.catga_user_rate = harness.scenario.rate / int(opts.num_users)
     if isinstance(runner, MasterRunner):
         runner.register_message(MSG_PAYLOAD, harness.on_payload)
+        if opts is not None and not getattr(opts, "catga_run", ""):
+            import uuid
+
+            opts.catga_run = uuid.uuid4().hex[:8]  # shipped to workers with "spawn"
     elif isinstance(runner, WorkerRunner):
         runner.register_message(MSG_FINISH, harness.on_finish_request, concurrent=True)
 

@@ -66,6 +66,8 @@ class AsyncApiTarget(Target):
         publish_timeout_s: how long a JetStream publish may wait for its ack.
         late_grace_s: how long outputs are still read after the drain deadline (and counted
             late, their messages staying lost).
+        run: the id a distributed run's master shares with every generator (their
+            correlation ids start ``<run>-``); None for a run with one generator.
 
     Raises from :meth:`open`: TargetUnavailable (the server cannot be reached, or the
     document has no NATS server and no URL was given).
@@ -74,13 +76,14 @@ class AsyncApiTarget(Target):
     name = "asyncapi"
 
     def __init__(self, spec: SutSpec, url: str | None = None, *,
-                 publish_timeout_s: float = 5.0, late_grace_s: float = LATE_GRACE_S) -> None:
+                 publish_timeout_s: float = 5.0, late_grace_s: float = LATE_GRACE_S,
+                 run: str | None = None) -> None:
         self.spec = spec
         server = spec.server("nats")
         self.url = url or (server.url() if server is not None else None)
         self.publish_timeout_s = publish_timeout_s
         self.late_grace_s = late_grace_s
-        self.run_id = new_run_id()
+        self.run_id = new_run_id(run)
         self.publish_errors = 0
         op = spec.input_operation()
         self.input_subject = op.channel.address
@@ -196,7 +199,8 @@ class AsyncApiTarget(Target):
         if self._nc is not None:
             await self._nc.close()
         return SystemFigures(transport={"name": "nats", "publish_errors": self.publish_errors,
-                                        "outputs_received": self.outputs_received})
+                                        "outputs_received": self.outputs_received,
+                                        "outputs_of_siblings": self.outputs.outputs_of_siblings})
 
 
 async def purge_input_stream(spec: SutSpec, url: str) -> int | None:

@@ -99,14 +99,14 @@ class HttpTarget(Target):
 
     def __init__(self, spec: SutSpec, host: str | None = None, *,
                  nats_url: str | None = None, connections: int = CONNECTIONS,
-                 late_grace_s: float = LATE_GRACE_S) -> None:
+                 late_grace_s: float = LATE_GRACE_S, run: str | None = None) -> None:
         self.spec = spec
         self.request = http_input(spec, host)
         self.url = self.request.url
         self.method = self.request.method
         self.connections = connections
         self.late_grace_s = late_grace_s
-        self.run_id = new_run_id()
+        self.run_id = new_run_id(run)
         op = spec.input_operation()
         self.input_correlation = op.messages[0].correlation if op.messages else None
         self.template = dict(spec.bench.payload)

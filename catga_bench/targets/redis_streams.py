@@ -122,6 +122,9 @@ class RedisStreamsTarget(Target):
             (:meth:`~catga_bench.workload.asyncapi.SutSpec.broker_server`).
         late_grace_s: how long outputs are still read after the drain deadline (and counted
             late, their messages staying lost).
+        run: the id a distributed run's master shares with every generator (their
+            correlation ids start ``<run>-``; a sibling's outputs are left to it); None for a
+            run with one generator.
 
     Raises:
         ConfigError: the input's correlation id is a header named ``payload``.
@@ -133,12 +136,12 @@ class RedisStreamsTarget(Target):
     name = "asyncapi"
 
     def __init__(self, spec: SutSpec, url: str | None = None, *,
-                 late_grace_s: float = LATE_GRACE_S) -> None:
+                 late_grace_s: float = LATE_GRACE_S, run: str | None = None) -> None:
         self.spec = spec
         server = spec.broker_server() if spec.input_broker() == "redis" else spec.server("redis")
         self.url = url or (server.url() if server is not None else None)
         self.late_grace_s = late_grace_s
-        self.run_id = new_run_id()
+        self.run_id = new_run_id(run)
         self.publish_errors = 0
         self.read_errors = 0
         op = spec.input_operation()
@@ -281,7 +284,8 @@ class RedisStreamsTarget(Target):
                 await self._client.aclose()
         return SystemFigures(transport={"name": "redis", "publish_errors": self.publish_errors,
                                         "read_errors": self.read_errors,
-                                        "outputs_received": self.outputs_received})
+                                        "outputs_received": self.outputs_received,
+                                        "outputs_of_siblings": self.outputs.outputs_of_siblings})
 
 
 def _streams_of(response: Any) -> list[tuple[Any, list[tuple[bytes, Fields]]]]:
