@@ -1,16 +1,24 @@
-"""A lean HTTP/1.1 client for load: a pool of keep-alive connections to one origin, driven by
-callbacks on asyncio protocols (no task, no coroutine per request).
+"""The HTTP/1.1 connection pool of ``--sut http``: keep-alive connections to one origin, driven
+by callbacks on asyncio protocols (no task, no coroutine per request). Responses are parsed by
+``httptools.HttpResponseParser`` (MagicStack's binding of llhttp, Node's parser, as used by
+uvicorn); the only code of ours is the pool: connections, the FIFO of waiting requests,
+timeouts.
 
-Why not aiohttp's client: its per-request cost (request object, headers multidict, timers,
-tasks) capped one generator process near 2,500 req/s on the 2-core reference machine; this
-pool sends the same requests at several times that (docs/sut.md, "HTTP", measured figures).
+Why not a client library: aiohttp's ``ClientSession``, tuned (``TCPConnector(limit=1000)``, no
+DNS cache expiry, ``DummyCookieJar``, no automatic headers, no decompression, one session-wide
+timeout) and on the generator's uvloop, held 5,000 requests/s in one generator process
+against the Node example service (P99 8 ms) and collapsed at 5,500/s (2,776/s achieved, P99
+12 s, requests timing out); this pool holds 18,000/s there (P99 90 ms; docs/sut.md, "HTTP",
+measured on the 2-core reference machine). The acceptance floor is 5,000/s per process with
+margin, so a library is not enough here.
 
 Scope, all the HTTP kind needs: one request in flight per connection (no pipelining), up to
 ``limit`` connections, requests waiting in FIFO order when all are busy; a response is read
 whole (``Content-Length``, ``Transfer-Encoding: chunked``, or up to the connection's close)
-and only its status is kept; ``Connection: close`` and 1xx interim responses are honoured. A
-request's timeout runs from the moment it is submitted (waiting for a connection included):
-on expiry the request fails with TimeoutError and its connection is closed.
+and only its status is kept; ``Connection: close`` and 1xx interim responses are honoured; a
+malformed response, or one cut short by a close, fails with ConnectionError. A request's
+timeout runs from the moment it is submitted (waiting for a connection included): on expiry
+the request fails with TimeoutError and its connection is closed.
 """
 
 from __future__ import annotations
@@ -20,9 +28,10 @@ import ssl as _ssl
 from collections import deque
 from collections.abc import Callable
 
+import httptools
+
 #: ``done(status, error)``: status (int) and None, or 0 and the exception
 Done = Callable[[int, BaseException | None], None]
-_CRLF2 = b"\r\n\r\n"
 
 
 class _Request:
@@ -36,16 +45,15 @@ class _Request:
 
 
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection: sends a request, parses its response."""
+    """One keep-alive connection: sends a request; httptools parses its response."""
 
     def __init__(self, pool: H1Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.request: _Request | None = None
-        self.buf = bytearray()
-        self.status = 0
-        self.remaining = -1  # body bytes still due; -1: headers not read; -2: chunked; -3: EOF
-        self.keep_alive = True
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0  # the response's, once its head is read (0: not yet)
+        self.framed = False  # it has a Content-Length or chunked body (else: up to the close)
         self.closed = False
 
     # -- asyncio.Protocol
@@ -53,110 +61,56 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
+        if self.request is None:
+            return  # nothing asked (a request that timed out): its connection is going
         try:
-            self._parse()
-        except ValueError as exc:  # a malformed response: fail it, drop the connection
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:  # malformed: fail it, drop the connection
             self._finish(0, ConnectionError(f"malformed HTTP response: {exc}"), reuse=False)
 
     def eof_received(self) -> bool | None:
-        if self.request is not None and self.remaining == -3:
-            self._finish(self.status, None, reuse=False)
+        self._closed_by_server(None)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.request is not None:
-            if self.remaining == -3:
-                self._finish(self.status, None, reuse=False)
-            else:
-                self._finish(0, exc or ConnectionResetError("connection closed by the server"),
-                             reuse=False)
+        self._closed_by_server(exc)
         self.pool._lost(self)
+
+    def _closed_by_server(self, exc: Exception | None) -> None:
+        if self.request is None:
+            return
+        if self.status and not self.framed:  # a body read up to the close: it is complete
+            self._finish(self.status, None, reuse=False)
+        else:
+            self._finish(0, exc or ConnectionResetError("connection closed by the server"),
+                         reuse=False)
+
+    # -- httptools.HttpResponseParser's callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status >= 200:
+            self.status = status
+            self.framed = self.framed or status in (204, 304)
+        else:  # 1xx: an interim response, the real one follows
+            self.framed = False
+
+    def on_message_complete(self) -> None:
+        if self.status:
+            self._finish(self.status, None, reuse=self.parser.should_keep_alive())
+        # else the end of an interim response
 
     # -- sending
     def send(self, request: _Request) -> None:
         self.request = request
         request.conn = self
-        self.remaining = -1
-        self.status = 0
+        self.status, self.framed = 0, False
         assert self.transport is not None
         self.transport.write(request.data)
-
-    # -- parsing
-    def _parse(self) -> None:
-        while self.request is not None:
-            if self.remaining == -1 and not self._head():
-                return
-            if self.remaining >= 0:
-                if len(self.buf) < self.remaining:
-                    return
-                del self.buf[:self.remaining]
-                self._finish(self.status, None, reuse=self.keep_alive)
-                return
-            if self.remaining == -2:
-                if not self._chunks():
-                    return
-                self._finish(self.status, None, reuse=self.keep_alive)
-                return
-            if self.remaining == -3:
-                self.buf.clear()  # read until the server closes
-                return
-
-    def _head(self) -> bool:
-        end = self.buf.find(_CRLF2)
-        if end < 0:
-            return False
-        head = bytes(self.buf[:end]).decode("latin-1")
-        del self.buf[:end + 4]
-        lines = head.split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-            raise ValueError(repr(lines[0][:80]))
-        status = int(parts[1])
-        length, chunked, keep = -1, False, parts[0] != "HTTP/1.0"
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                length = int(value)
-            elif name == "transfer-encoding":
-                chunked = "chunked" in value.lower()
-            elif name == "connection":
-                v = value.strip().lower()
-                keep = v == "keep-alive" if not keep else v != "close"
-        if 100 <= status < 200:
-            return True  # an interim response: the real one follows (remaining stays -1)
-        self.status, self.keep_alive = status, keep
-        if status in (204, 304):
-            self.remaining = 0
-        elif chunked:
-            self.remaining = -2
-        elif length >= 0:
-            self.remaining = length
-        else:
-            self.remaining, self.keep_alive = -3, False
-        return True
-
-    def _chunks(self) -> bool:
-        """Consume complete chunks; True once the last chunk (and trailers) arrived."""
-        while True:
-            line_end = self.buf.find(b"\r\n")
-            if line_end < 0:
-                return False
-            size = int(bytes(self.buf[:line_end]).split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                end = self.buf.find(_CRLF2, line_end)
-                if end < 0:
-                    if self.buf[line_end:line_end + 4] == _CRLF2:
-                        end = line_end
-                    else:
-                        return False
-                del self.buf[:end + 4]
-                return True
-            if len(self.buf) < line_end + 2 + size + 2:
-                return False
-            del self.buf[:line_end + 2 + size + 2]
 
     def _finish(self, status: int, error: BaseException | None, *, reuse: bool) -> None:
         request, self.request = self.request, None

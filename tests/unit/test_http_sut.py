@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import yaml
 from catga_bench.errors import ConfigError
 from catga_bench.targets._h1 import H1Pool
 from catga_bench.targets.base import LabelledError, error_label
+from catga_bench.targets.http import HttpTarget
 from catga_bench.workload.asyncapi import HttpExt, load_spec
 from catga_bench.workload.http import http_input
 from catga_bench.workload.plan import RESPONSE_COLUMN, RunPlan
@@ -302,3 +304,137 @@ def test_the_pool_times_out_a_silent_server_and_fails_a_refused_connect() -> Non
     timed_out, refused = asyncio.run(main())
     assert timed_out[0] == 0 and isinstance(timed_out[1], TimeoutError)
     assert refused[0] == 0 and isinstance(refused[1], OSError)
+
+
+# ---------------------------------------------------------------------------- the target
+
+
+class _Sink:
+    """The generator's side of :class:`HttpTarget`: each message's outcome (None: success, or
+    the error label)."""
+
+    def __init__(self) -> None:
+        self.offered = 0
+        self.outcomes: dict[int, str | None] = {}
+        self.last_outcome_at = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return self.offered - len(self.outcomes)
+
+    def handled(self, stream: int, handler: int, seq: int) -> None:
+        pass
+
+    def completed(self, stream: int, seq: int, result: Any) -> bool:
+        self.outcomes[seq] = None if result.ok else error_label(result.error)
+        self.last_outcome_at = time.perf_counter()
+        return True
+
+
+async def _answer_each(answer: bytes | None) -> tuple[asyncio.Server, int, list[bytes]]:
+    """A raw server answering every request with ``answer`` (b"": close the connection
+    instead; None: never answer); returns the requests as received (head and body)."""
+    requests: list[bytes] = []
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = [int(v.split(b":")[1]) for v in head.split(b"\r\n")
+                          if v.lower().startswith(b"content-length:")]
+                requests.append(head + (await reader.readexactly(length[0]) if length else b""))
+                if answer is None:
+                    await asyncio.sleep(10)
+                if not answer:
+                    break
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], requests
+
+
+def _run_target(tmp_path: Path, answer: bytes | None, messages: int = 3, *,
+                stop_server: bool = False) -> tuple[dict[int, str | None], dict[str, Any],
+                                                    list[bytes]]:
+    """Offer ``messages`` requests to a raw server answering ``answer`` (closed before the
+    first with ``stop_server``); the outcomes, the transport figures and the requests."""
+    spec = load_spec(_variant(tmp_path, SYNC, lambda d: d["x-catga-bench"]["http"].update(
+        timeout_s=0.3)))
+
+    async def main() -> tuple[dict[int, str | None], dict[str, Any], list[bytes]]:
+        server, port, requests = await _answer_each(answer)
+        target = HttpTarget(spec, f"http://127.0.0.1:{port}")
+        scenario = Scenario("s", rate=1, streams=[], sut="http", sut_spec=str(SYNC))
+        sink = _Sink()
+        await target.open(RunPlan.of(scenario), sink)  # type: ignore[arg-type]
+        if stop_server:
+            server.close()
+            await server.wait_closed()
+        for seq in range(messages):
+            sink.offered += 1
+            target.offer(0, seq)
+        figures = await target.close(drain_timeout_s=3)
+        server.close()
+        return sink.outcomes, figures.transport, requests
+
+    return asyncio.run(main())
+
+
+def test_the_target_sends_the_documents_request_and_counts_statuses(tmp_path: Path) -> None:
+    outcomes, figures, requests = _run_target(
+        tmp_path, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    assert outcomes == {0: None, 1: None, 2: None}
+    assert (figures["requests"], figures["status_200"]) == (3, 3)
+    head, body = requests[0].split(b"\r\n\r\n", 1)
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0] == "post /orders http/1.1"
+    assert {"x-test: catga", "content-type: application/json"} <= set(lines)
+    assert any(line.startswith("catga-correlation-id: ") and line.endswith(".0.0")
+               for line in lines)
+    assert body.startswith(b'{"sku":"sku-0"')
+
+
+@pytest.mark.parametrize(("answer", "label", "figure"), [
+    (b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", "http_503", "status_503"),
+    (None, "http_timeout", "timeouts"),  # no answer within timeout_s (0.3 s)
+    (b"", "http_connect", "connect_errors"),  # the server closes instead of answering
+])
+def test_each_failure_has_its_label(tmp_path: Path, answer: bytes | None, label: str,
+                                    figure: str) -> None:
+    outcomes, figures, _ = _run_target(tmp_path, answer)
+    assert outcomes == {0: label, 1: label, 2: label}
+    assert figures[figure] == 3
+
+
+def test_a_refused_connection_is_http_connect(tmp_path: Path) -> None:
+    outcomes, figures, _ = _run_target(tmp_path, b"", stop_server=True)
+    assert set(outcomes.values()) == {"http_connect"}
+    assert figures["connect_errors"] == 3
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",  # malformed: httptools rejects it
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",  # cut short by the close
+])
+def test_the_pool_fails_a_malformed_or_truncated_response(answer: bytes) -> None:
+    async def answer_and_close(reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> tuple[int, BaseException | None]:
+        server = await asyncio.start_server(answer_and_close, "127.0.0.1", 0)
+        pool = H1Pool("127.0.0.1", server.sockets[0].getsockname()[1], limit=1, timeout_s=2)
+        out = await _get(pool)
+        await pool.close()
+        server.close()
+        return out
+
+    status, error = asyncio.run(main())
+    assert status == 0 and isinstance(error, ConnectionError)
