@@ -112,8 +112,9 @@ def test_a_service_in_a_black_box_passes_clean(nats_server: BrokerProcess,
     assert r["achieved_rate"] >= 0.95 * 300
 
 
-@pytest.mark.parametrize(("defect", "klass"), [("drop_1pct", "lost"),
-                                               ("bad_schema_1pct", "nonconformant")])
+# drop_1pct, dup_1pct and a kill -9 mid-run are exercised on the Node and Redis examples
+# (test_node_example.py, test_redis_black_box.py); here one defect shows the Python one fails too
+@pytest.mark.parametrize(("defect", "klass"), [("bad_schema_1pct", "nonconformant")])
 def test_a_service_defect_fails_the_gate_and_the_report_names_it(
         nats_server: BrokerProcess, tmp_path: Path, defect: str, klass: str) -> None:
     code, r = _black_box(tmp_path, nats_server.url, defect)
@@ -195,56 +196,3 @@ def test_a_placeholder_with_no_url_is_exit_2_and_one_line(tmp_path: Path) -> Non
     assert (f"catga-bench: error: {spec}: /x-catga-bench/process/env/API: {{http_url}} has no "
             "value: the document has no http server and --host was not given") in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-
-
-def _start_service(url: str) -> subprocess.Popen[str]:
-    service = subprocess.Popen([sys.executable, str(ORDER_SERVICE / "service.py"),
-                                "--nats-url", url], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "ORDER_SERVICE_DEFECT": ""})
-    assert service.stdout is not None
-    ready = service.stdout.readline()
-    assert "ready" in ready, ready + service.stdout.read()
-    return service
-
-
-def test_a_service_killed_and_restarted_mid_run_loses_nothing_at_qos_1(
-        nats_server: BrokerProcess, tmp_path: Path) -> None:
-    """kill -9 of the service mid-run: JetStream keeps every stored order and redelivers what
-    the dead process took but never acked to the restarted one (after its ack wait). Lost 0;
-    the orders confirmed twice across the crash are at-least-once's duplicates, reported."""
-    import signal
-    import threading
-    import time
-
-    services = [_start_service(nats_server.url)]
-
-    def chaos() -> None:
-        time.sleep(3.0)
-        services[0].send_signal(signal.SIGKILL)
-        services[0].wait(10)
-        time.sleep(1.0)
-        services.append(_start_service(nats_server.url))
-
-    report_dir = tmp_path / "report-kill"
-    spec = _spec_copy(tmp_path, None)  # the test runs the service itself
-    cmd = locust_command(ORDER_SERVICE / "locustfile.py", users=5, run_time_s=9,
-                         report_dir=report_dir,
-                         extra=("--nats-url", nats_server.url, "--slo-p99-ms", "off",
-                                "--slo-max-late", "off", "--sut-spec", str(spec)))
-    thread = threading.Thread(target=chaos)
-    thread.start()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    finally:
-        thread.join()
-        for s in services:
-            s.kill()
-            s.wait(10)
-    r = json.loads((report_dir / "report.json").read_text())
-    assert len(services) == 2
-    assert r["sent"] > 2000
-    assert r["lost"] == 0, r["verdict"]
-    assert proc.returncode == 0, r["verdict"]
-    # the outage shows where users look: latency from the intended send time
-    assert r["latency_ms"]["max"] >= 1000
