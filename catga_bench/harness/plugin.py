@@ -30,8 +30,9 @@ from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError
 from catga_bench.generator.generator import Generator
 from catga_bench.generator.payload import RunPayload
 from catga_bench.harness.bridge import BridgeError, LoopThread
-from catga_bench.harness.options import DEFAULT_URLS, RunOptions, add_arguments, parse_options
-from catga_bench.judge.gate import CORE_SUT, RunFacts, build_report
+from catga_bench.harness.options import RunOptions, add_arguments, parse_options
+from catga_bench.harness.systems import SystemUnderTest
+from catga_bench.judge.gate import RunFacts, build_report
 from catga_bench.targets.base import Target, TargetUnavailable
 from catga_bench.targets.defects import defects_from_env
 from catga_bench.workload.plan import RunPlan
@@ -39,7 +40,6 @@ from core.transport.base import TransportError
 
 if TYPE_CHECKING:
     from catga_bench.targets.sut_process import SutProcess
-    from catga_bench.workload.asyncapi import SutSpec
     from catga_bench.workload.scenario import Scenario
 
 log = logging.getLogger("catga.bench")
@@ -81,8 +81,7 @@ class Harness:
         self._metrics_server: Any = None
         #: the service the harness starts itself (x-catga-bench.process), in a local run or
         #: on the master; None otherwise
-        self.sut_process: SutProcess | None = None
-        self._sut_stopped = False
+        self.sut = SystemUnderTest(self)
         self._report_dir: Path | None = None
 
     # ----------------------------------------------------------------- roles
@@ -157,142 +156,25 @@ class Harness:
             gevent.spawn_later(0.1, runner.quit)
 
     # ----------------------------------------------------------------- the service's process
+    # the system under test: built, purged, started and stopped by SystemUnderTest
     def prepare_sut(self, plan: RunPlan) -> None:
-        """Build (not start) the :class:`SutProcess` when the run's AsyncAPI document has
-        ``x-catga-bench.process`` and this process owns it (a local run, or the master of a
-        distributed run: one copy of the service). Its env placeholders get the effective
-        URLs: ``--nats-url`` / ``--redis-url`` / ``--host`` over the document's servers, over
-        the brokers' usual addresses (``nats://127.0.0.1:4222``, ``redis://127.0.0.1:6379``).
-
-        Raises:
-            ConfigError: an env value uses a placeholder with no URL (exit 2).
-        """
-        spec = plan.spec
-        if spec is None or spec.bench.process is None or self.is_worker \
-                or getattr(self.env.parsed_options, "sut_running", False):
-            return
-        from catga_bench.targets.sut_process import SutProcess, effective_urls, log_name
-
-        opts = self.env.parsed_options
-        urls = effective_urls(
-            spec, nats_url=self.options.nats_url,
-            redis_url=self._redis_url(),
-            http_url=self.env.host or getattr(opts, "host", None))
-        for key, transport in (("nats_url", "nats"), ("redis_url", "redis")):
-            urls[key] = urls[key] or DEFAULT_URLS[transport]  # a broker has a usual address
-        self.sut_process = SutProcess(spec.bench.process, urls, self.report_dir(),
-                                      log_name(spec.title), spec_path=spec.path)
-
-    def _redis_url(self) -> str | None:
-        """An explicit ``--redis-url`` / ``$CATGA_REDIS_URL``, else None."""
-        opts = self.env.parsed_options
-        return getattr(opts, "redis_url", None) or os.environ.get("CATGA_REDIS_URL")
-
-    def shared_run_id(self) -> str | None:
-        """The id the master of a distributed run gave every worker (``--catga-run``, set by
-        the master, shipped to workers with Locust's custom options), or None."""
-        return getattr(self.env.parsed_options, "catga_run", None) or None
+        self.sut.prepare(plan)
 
     def purge_input(self, plan: RunPlan) -> None:
-        """``x-catga-bench.jetstream.purge`` (or ``redis.purge`` for a service over Redis
-        Streams): empty the service's input stream before the run (and before the service
-        starts), on a short-lived loop of its own.
-
-        Raises:
-            TargetUnavailable: the NATS (Redis) server cannot be reached.
-        """
-        spec = plan.spec
-        if spec is not None and self.scenario.sut == "asyncapi" \
-                and spec.input_broker() == "redis":
-            self._purge_redis(spec)
-            return
-        js = spec.bench.jetstream if spec is not None else None
-        if spec is None or js is None or not js.purge or self.is_worker:
-            return
-        from catga_bench.targets.asyncapi import purge_input_stream
-
-        server = spec.server("nats")
-        url = self.options.nats_url or (server.url() if server else DEFAULT_URLS["nats"])
-        loop = LoopThread(name="catga-purge")
-        loop.start()
-        try:
-            removed = loop.call(purge_input_stream(spec, url), timeout_s=15)
-        finally:
-            loop.stop()
-        if removed:
-            log.info("catga-bench: purged %d message(s) an earlier run left in stream %s",
-                     removed, js.stream)
-
-    def _purge_redis(self, spec: SutSpec) -> None:
-        """``x-catga-bench.redis.purge``: trim the input stream (and ack the group's pending
-        entries) before the run. Raises TargetUnavailable: Redis cannot be reached."""
-        ext = spec.bench.redis
-        if ext is None or not ext.purge or self.is_worker:
-            return
-        from catga_bench.targets.redis_streams import purge_redis_input
-
-        server = spec.broker_server()
-        url = self._redis_url() or (server.url() if server else DEFAULT_URLS["redis"])
-        loop = LoopThread(name="catga-purge")
-        loop.start()
-        try:
-            removed = loop.call(purge_redis_input(spec, url), timeout_s=15)
-        finally:
-            loop.stop()
-        if removed:
-            log.info("catga-bench: trimmed %d entr(y/ies) an earlier run left in stream %s",
-                     removed, spec.input_operation().channel.address)
+        self.sut.purge(plan)
 
     def start_sut(self) -> None:
-        """Start the service (if :meth:`prepare_sut` built one) and wait until it is ready.
-
-        Raises:
-            TargetUnavailable: it exited or was not ready in time (its last lines included).
-        """
-        sut = self.sut_process
-        if sut is None or sut.starts:
-            return
-        log.info("catga-bench: starting the system under test: %s", " ".join(sut.command))
-        sut.start()
-        log.info("catga-bench: the system under test is ready after %.2f s (pid %s, log %s)",
-                 sut.ready_s or 0.0, sut.pid, sut.log_path)
+        self.sut.start()
 
     def stop_sut(self) -> None:
-        """Stop the service the harness started (SIGTERM, SIGKILL after its grace period);
-        once, after the drain."""
-        sut = self.sut_process
-        if sut is None or not sut.starts or self._sut_stopped:
-            return
-        self._sut_stopped = True
-        if not sut.running:
-            log.warning("catga-bench: the system under test had exited before the run ended "
-                        "(exit code %s; log %s)", sut.facts()["exit_code"], sut.log_path)
-        code = sut.stop()
-        log.info("catga-bench: the system under test stopped (exit code %s)", code)
+        self.sut.stop()
+
+    @property
+    def sut_process(self) -> SutProcess | None:
+        return self.sut.process
 
     def _target(self, plan: RunPlan) -> Target:
-        """The system under test that ``--sut`` and ``--transport`` name."""
-        if plan.spec is not None and self.scenario.sut == "http":
-            from catga_bench.targets.http import HttpTarget
-
-            return HttpTarget(plan.spec, self.env.host or None, nats_url=self.options.nats_url,
-                              run=self.shared_run_id())
-        if plan.spec is not None and plan.spec.input_broker() == "redis":
-            from catga_bench.targets.redis_streams import RedisStreamsTarget
-
-            return RedisStreamsTarget(plan.spec, url=self._redis_url(), run=self.shared_run_id())
-        if plan.spec is not None:
-            from catga_bench.targets.asyncapi import AsyncApiTarget
-
-            return AsyncApiTarget(plan.spec, url=self.options.nats_url, run=self.shared_run_id())
-        if self.options.transport == "embedded":
-            from catga_bench.targets.embedded import EmbeddedTarget
-
-            return EmbeddedTarget(defects=defects_from_env())
-        from catga_bench.targets.broker import BrokerTarget
-
-        assert self.options.broker_url is not None
-        return BrokerTarget(self.options.transport, self.options.broker_url)
+        return self.sut.target(plan)
 
     def _start_metrics(self) -> None:
         from prometheus_client import CollectorRegistry, start_http_server
@@ -462,39 +344,10 @@ class Harness:
             self.exit_code = EXIT_ENVIRONMENT
 
     def _report_transport(self, kind: str) -> str:
-        """The report's ``transport``: the broker a black box is driven over (``nats`` or
-        ``redis``), ``http``, else ``--transport``."""
-        if kind == "http":
-            return "http"
-        if kind != "asyncapi":
-            return self.options.transport
-        try:
-            spec = RunPlan.of(self.scenario).spec
-        except ConfigError:
-            return "nats"
-        return spec.input_broker() if spec is not None else "nats"
+        return self.sut.report_transport(kind)
 
     def _sut_facts(self) -> dict[str, Any]:
-        """The report's ``sut``: kind, the AsyncAPI document's path, the channels used (for
-        ``http`` the request URL stands for the input channel)."""
-        kind = self.scenario.sut
-        if kind not in ("asyncapi", "http"):
-            return dict(CORE_SUT)
-        try:
-            plan = RunPlan.of(self.scenario)
-            url = None
-            if kind == "http" and plan.spec is not None:
-                from catga_bench.workload.http import http_input
-
-                url = http_input(plan.spec, self.env.host or None).url
-            channels = plan.channels(url)
-        except ConfigError:
-            channels = []
-        facts: dict[str, Any] = {"kind": kind, "spec": self.scenario.sut_spec,
-                                 "channels": channels}
-        if self.sut_process is not None:
-            facts["process"] = self.sut_process.facts(self.report_dir())
-        return facts
+        return self.sut.facts()
 
     def report_dir(self) -> Path:
         """The run's report folder (``--report-dir``, else ``reports/<scenario>-<time>``),
