@@ -49,6 +49,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-brokers": ("catga_bench.bench.brokers",
                       "transports vs raw nats-py / redis-py clients, as ratios "
                       "(catga-bench bench-brokers --help)"),
+    "bench-http": ("catga_bench.bench.http",
+                   "the open-model HTTP generator vs a wrk floor on the same service, "
+                   "same run (catga-bench bench-http --help)"),
     "dashboards": ("catga_bench.observability.dashboards",
                    "generate the Grafana dashboards (catga-bench dashboards build [--out DIR] "
                    "[--check])"),
