@@ -146,7 +146,9 @@ def test_a_kill_of_the_service_at_qos_1_loses_nothing(redis_server: BrokerProces
     assert r["sent"] > 2000
     assert r["lost"] == 0, (r["verdict"], out)
     assert code == 0, (r["verdict"], out)
-    assert r["latency_ms"]["max"] >= 1000  # the claimed entries waited their 2 s
+    # each claimed entry shows: either its first output came only after the 2 s claim (latency),
+    # or the dead consumer had emitted it before dying and it comes again (a QoS 1 duplicate)
+    assert r["latency_ms"]["max"] >= 1000 or r["duplicates"] > 0, (r["latency_ms"], log[-800:])
 
 
 def test_purge_trims_the_input_stream_and_acks_the_groups_pending(
