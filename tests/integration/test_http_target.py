@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 from _support import free_port
+from aiohttp import web  # a dev dependency: missing, the module fails, never skips
 
 from catga_bench.processes.brokers import BrokerProcess
 from catga_bench.processes.locust import locust_command
 
 pytestmark = pytest.mark.slow
-web = pytest.importorskip("aiohttp.web")
 
 SPECS = Path(__file__).parent / "specs"
 LOCUSTFILE = SPECS / "http_locustfile.py"
