@@ -67,6 +67,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chaos": ("catga_bench.chaos",
               "run chaos experiments (catga-bench chaos run FILE [--journal PATH] [--var k=v]; "
               "experiments/ has the shipped ones)"),
+    "trend": ("catga_bench.compare.trend",
+              "change points in a history of releases, by Apache Otava: advice beside the "
+              "gate (catga-bench trend DIR)"),
     "serve": ("catga_bench.targets.served.main",
               "run the core as its own process behind NATS or Redis (catga-bench serve "
               "--transport nats|redis --scenario FILE)"),

@@ -24,6 +24,7 @@ FLOORS: list[set[str]] = [
     {"targets"},
     {"generator"},
     {"judge"},
+    {"compare"},
     {"harness", "bench", "suite", "chaos", "faultproxy"},
     {"__init__", "profiles", "cli"},  # the face: what users import and run
 ]

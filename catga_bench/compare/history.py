@@ -1,0 +1,151 @@
+"""A history of releases: each release's load-test runs kept side by side, so the next release
+can be compared with the last one (``catga-bench compare``) and change points found over many
+(``catga-bench trend``).
+
+Layout (plain files, safe to commit or to keep as a CI artifact)::
+
+    HISTORY/
+      <release>/                  a label: letters, digits, ``.``, ``_``, ``-``
+        release.json              {"release", "stored_at" (UTC ISO 8601), "scenario",
+                                   "transport", "runs"}
+        run-1/report.json         the run's report (report.md / report.html too, if present)
+        run-2/report.json
+        ...
+
+Releases are ordered by ``stored_at`` (then label), not by label: ``v1.10`` after ``v1.9``
+needs no version parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catga_bench.errors import ConfigError
+
+#: a release label: safe as one folder name on every OS
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RELEASE_FILE = "release.json"
+#: files of a run folder kept in the history beside report.json
+KEPT = ("report.json", "report.md", "report.html")
+
+
+@dataclass(frozen=True)
+class Release:
+    """One stored release: its label, when it was stored (UTC ISO 8601), and its run folders
+    (each holding a report.json), in run order."""
+
+    label: str
+    stored_at: str
+    scenario: str | None
+    transport: str | None
+    runs: tuple[Path, ...]
+    path: Path
+
+
+def default_label() -> str:
+    """A label from the current UTC time, ``YYYYmmdd-HHMMSS``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+
+def check_label(label: str) -> str:
+    """``label`` if it is a valid release label.
+
+    Raises:
+        ConfigError: not 1-100 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit.
+    """
+    if not LABEL.match(label):
+        raise ConfigError(f"--release: {label!r} is not a release label; allowed: 1-100 of "
+                          "letters, digits, '.', '_', '-', starting with a letter or digit")
+    return label
+
+
+def _report(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable report.json ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: not a report (a JSON object is expected)")
+    return doc
+
+
+def store_release(history: Path, label: str, reports: list[Path]) -> Release:
+    """Copy the runs whose ``report.json`` files are ``reports`` into ``history/label/``.
+
+    Args:
+        history: the history folder (created if missing).
+        label: the release label (:func:`check_label`).
+        reports: the runs' report.json paths, in run order (their report.md/.html are kept too).
+
+    Returns:
+        The stored :class:`Release`.
+
+    Raises:
+        ConfigError: a bad label, no runs, the label already in the history, or a report that
+            cannot be read.
+    """
+    check_label(label)
+    if not reports:
+        raise ConfigError("--history: no runs to store")
+    dest = history / label
+    if dest.exists():
+        raise ConfigError(f"--history: release {label!r} is already in {history}; give another "
+                          "--release")
+    docs = [_report(p) for p in reports]
+    dest.mkdir(parents=True)
+    runs = []
+    for k, src in enumerate(reports, start=1):
+        run_dir = dest / f"run-{k}"
+        run_dir.mkdir()
+        for name in KEPT:
+            if (src.parent / name).is_file():
+                shutil.copy2(src.parent / name, run_dir / name)
+        runs.append(run_dir)
+    meta = {"release": label,
+            "stored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "scenario": docs[0].get("scenario"), "transport": docs[0].get("transport"),
+            "runs": len(runs)}
+    (dest / RELEASE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return Release(label, meta["stored_at"], meta["scenario"], meta["transport"], tuple(runs),
+                   dest)
+
+
+def load_history(history: Path) -> list[Release]:
+    """Every release stored in ``history``, oldest first.
+
+    Raises:
+        ConfigError: ``history`` is not a folder, or holds no release.
+    """
+    if not history.is_dir():
+        raise ConfigError(f"history: no such directory: {history}")
+    out = []
+    for meta_path in sorted(history.glob(f"*/{RELEASE_FILE}")):
+        meta = _report(meta_path)
+        folder = meta_path.parent
+        runs = tuple(sorted((p.parent for p in folder.glob("run-*/report.json")),
+                            key=lambda p: int(p.name.split("-")[1])
+                            if p.name.split("-")[1].isdigit() else 0))
+        out.append(Release(str(meta.get("release") or folder.name),
+                           str(meta.get("stored_at") or ""), meta.get("scenario"),
+                           meta.get("transport"), runs, folder))
+    if not out:
+        raise ConfigError(f"history: {history} holds no release (no */{RELEASE_FILE}); "
+                          "store one with --history")
+    out.sort(key=lambda r: (r.stored_at, r.label))
+    return out
+
+
+def latest_release(history: Path) -> Release:
+    """The newest release in ``history`` (:func:`load_history`'s last)."""
+    return load_history(history)[-1]
+
+
+def is_history(path: Path) -> bool:
+    """True when ``path`` is a history folder (it holds ``*/release.json``)."""
+    return path.is_dir() and any(path.glob(f"*/{RELEASE_FILE}"))
