@@ -6,11 +6,14 @@ Layout (plain files, safe to commit or to keep as a CI artifact)::
 
     HISTORY/
       <release>/                  a label: letters, digits, ``.``, ``_``, ``-``
-        release.json              {"release", "stored_at" (UTC ISO 8601), "scenario",
-                                   "transport", "runs"}
-        run-1/report.json         the run's report (report.md / report.html too, if present)
-        run-2/report.json
+        release.json              {"release", "stored_at" (UTC ISO 8601), "scenarios", "runs"}
+        <scenario>-<transport>/
+          run-1/report.json       the run's report (report.md / report.html too, if present)
+          run-2/report.json
         ...
+
+A release may hold the runs of several scenarios (a release gate's cases); who reads it picks
+the runs of one scenario and transport by the reports' own ``scenario`` and ``transport``.
 
 Releases are ordered by ``stored_at`` (then label), not by label: ``v1.10`` after ``v1.9``
 needs no version parsing.
@@ -38,12 +41,10 @@ KEPT = ("report.json", "report.md", "report.html")
 @dataclass(frozen=True)
 class Release:
     """One stored release: its label, when it was stored (UTC ISO 8601), and its run folders
-    (each holding a report.json), in run order."""
+    (each holding a report.json), by scenario and run order."""
 
     label: str
     stored_at: str
-    scenario: str | None
-    transport: str | None
     runs: tuple[Path, ...]
     path: Path
 
@@ -100,20 +101,28 @@ def store_release(history: Path, label: str, reports: list[Path]) -> Release:
     docs = [_report(p) for p in reports]
     dest.mkdir(parents=True)
     runs = []
-    for k, src in enumerate(reports, start=1):
-        run_dir = dest / f"run-{k}"
-        run_dir.mkdir()
+    counts: dict[str, int] = {}
+    for src, doc in zip(reports, docs, strict=True):
+        group = f"{doc.get('scenario') or 'run'}-{doc.get('transport') or 'unknown'}"
+        if not LABEL.match(group):
+            group = re.sub(r"[^A-Za-z0-9._-]", "_", group) or "run"
+        counts[group] = counts.get(group, 0) + 1
+        run_dir = dest / group / f"run-{counts[group]}"
+        run_dir.mkdir(parents=True)
         for name in KEPT:
             if (src.parent / name).is_file():
                 shutil.copy2(src.parent / name, run_dir / name)
         runs.append(run_dir)
     meta = {"release": label,
             "stored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "scenario": docs[0].get("scenario"), "transport": docs[0].get("transport"),
-            "runs": len(runs)}
+            "scenarios": sorted(counts), "runs": len(runs)}
     (dest / RELEASE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    return Release(label, meta["stored_at"], meta["scenario"], meta["transport"], tuple(runs),
-                   dest)
+    return Release(label, meta["stored_at"], tuple(runs), dest)
+
+
+def _run_order(run: Path) -> tuple[str, int]:
+    tail = run.name.rpartition("-")[2]
+    return (str(run.parent), int(tail) if tail.isdigit() else 0)
 
 
 def load_history(history: Path) -> list[Release]:
@@ -128,12 +137,9 @@ def load_history(history: Path) -> list[Release]:
     for meta_path in sorted(history.glob(f"*/{RELEASE_FILE}")):
         meta = _report(meta_path)
         folder = meta_path.parent
-        runs = tuple(sorted((p.parent for p in folder.glob("run-*/report.json")),
-                            key=lambda p: int(p.name.split("-")[1])
-                            if p.name.split("-")[1].isdigit() else 0))
+        runs = tuple(sorted((p.parent for p in folder.rglob("report.json")), key=_run_order))
         out.append(Release(str(meta.get("release") or folder.name),
-                           str(meta.get("stored_at") or ""), meta.get("scenario"),
-                           meta.get("transport"), runs, folder))
+                           str(meta.get("stored_at") or ""), runs, folder))
     if not out:
         raise ConfigError(f"history: {history} holds no release (no */{RELEASE_FILE}); "
                           "store one with --history")

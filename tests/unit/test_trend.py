@@ -113,3 +113,17 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_a_release_with_two_scenarios_keeps_them_apart(tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    for i, p99 in enumerate([10.0, 10.0, 10.0, 14.0, 14.0, 14.0]):
+        a = _run(tmp_path / "runs" / f"a{i}", p99 * (1 + WOBBLE[i]), scenario="a")
+        b = _run(tmp_path / "runs" / f"b{i}", 5.0 * (1 + WOBBLE[(i + 3) % 6]), scenario="b")
+        rel = store_release(history, f"v{i}", [a, b])
+        meta = json.loads((rel.path / "release.json").read_text())
+        assert meta["scenarios"] == ["a-embedded", "b-embedded"]
+        meta["stored_at"] = f"2026-01-0{i + 1}T00:00:00Z"
+        (rel.path / "release.json").write_text(json.dumps(meta))
+    points, _ = find_change_points(history, ["p99_ms"])
+    assert [(cp.scenario, cp.release) for cp in points] == [("a", "v3")]
