@@ -62,6 +62,12 @@ class SelfTest:
         out.append(f"baseline vs x{SLOWDOWN} handler service time: {self.slower.outcome} "
                    f"({'ok' if self.slower.outcome == 'regressed' else 'expected regressed'})")
         p99 = next((m for m in self.slower.metrics if m.metric == "p99_ms"), None)
+        if p99 is not None and p99.ratio is not None:
+            ci = ("" if p99.ci_low is None else
+                  f", 95% CI {(p99.ci_low - 1):+.1%}..{(p99.ci_high or 0) - 1:+.1%}")
+            out.append(f"  P99 {p99.ratio - 1:+.1%}{ci}, Welch p={_p(p99.p_margin)}, "
+                       f"Mann-Whitney p={_p(p99.p_mannwhitney)}, {p99.n_baseline}+"
+                       f"{p99.n_candidate} runs")
         if p99 is not None and p99.detectable is not None and self.slower.outcome != "regressed":
             out.append(f"the smallest P99 change this host can detect at {p99.n_baseline} runs "
                        f"per side: {p99.detectable:.1%} (80% power, margin "
@@ -74,6 +80,10 @@ class SelfTest:
                 "p99_cv": self.p99_noise(), "slowdown": float(SLOWDOWN),
                 "same": self.same.to_dict(), "slower": self.slower.to_dict(),
                 "lines": self.lines()}
+
+
+def _p(p: float | None) -> str:
+    return "—" if p is None else f"{p:.3g}"
 
 
 def scenario_command(scenario: str, seconds: int, users: int) -> tuple[str, ...]:

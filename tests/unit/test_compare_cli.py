@@ -19,6 +19,7 @@ from catga_bench.compare.config import CompareConfig, load_config
 from catga_bench.compare.render import render_html, render_markdown
 from catga_bench.compare.runner import CommandSide, parse_side
 from catga_bench.compare.session import run_comparison
+from catga_bench.compare.verdict import compare_runs
 from catga_bench.errors import ConfigError
 
 
@@ -222,3 +223,19 @@ def test_parse_side(tmp_path: Path) -> None:
     assert side.command(tmp_path)[-2:] == ["--report-dir", str(tmp_path)]
     with pytest.raises(ConfigError, match="no such folder"):
         parse_side(str(tmp_path / "nope"), "baseline")
+
+
+def test_self_test_verdict_needs_same_and_regressed(tmp_path: Path) -> None:
+    from catga_bench.compare.selftest import SelfTest
+
+    base = load_runs(_folder(tmp_path, "b", [_report(p) for p in P99_BASE]))
+    same = load_runs(_folder(tmp_path, "s", [_report(p * 1.001) for p in P99_BASE]))
+    slow = load_runs(_folder(tmp_path, "c", [_report(p) for p in P99_SLOW]))
+    cfg = CompareConfig()
+    ok = SelfTest(compare_runs(base, same, cfg), compare_runs(base, slow, cfg))
+    assert ok.passed and ok.exit_code == 0 and ok.lines()[-1] == "SELF-TEST PASSED"
+    assert ok.p99_noise()["baseline"] == pytest.approx(0.01, abs=0.005)
+    blind = SelfTest(compare_runs(base, same, cfg), compare_runs(base, same, cfg))
+    assert not blind.passed and blind.exit_code == 1
+    assert any("smallest P99 change this host can detect at 5 runs" in ln
+               for ln in blind.lines())
