@@ -27,6 +27,7 @@ median(candidate) / median(baseline), for an achieved rate median(baseline) / me
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -141,7 +142,9 @@ def margin_test(yb: np.ndarray, yc: np.ndarray, margin: float) -> float | None:
     shifted = yb + math.log1p(margin)
     if np.ptp(yb) == 0 and np.ptp(yc) == 0:  # no spread at all: the difference is exact
         return 0.0 if float(yc[0]) > float(shifted[0]) else 1.0
-    res = stats.ttest_ind(yc, shifted, equal_var=False, alternative="greater")
+    with warnings.catch_warnings():  # near-equal values (a rate held exactly): a valid p anyway
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        res = stats.ttest_ind(yc, shifted, equal_var=False, alternative="greater")
     return float(res.pvalue)
 
 
