@@ -30,8 +30,15 @@ exit codes: 0 same or better, 1 regressed (or an absolute limit broken), 2 usage
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on ONE line (exit 2), as every compare error is."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"catga-bench compare: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="catga-bench compare", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compare a candidate's runs with a baseline's: per metric the ratio of "

@@ -110,6 +110,8 @@ def test_config_file_toml_and_yaml(tmp_path: Path) -> None:
     (["{base}", "{tmp}/missing"], "candidate: no such folder"),
     (["{base}", "no-such-program-xyz --flag"], "candidate: command not found"),
     (["--self-test", "-f", "{tmp}/nope.py"], "-f/--scenario: no such file"),
+    (["{base}", "{base}", "--margin", "lots"], "argument --margin: invalid float value"),
+    (["{base}", "{base}", "--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           args: list[str], match: str) -> None:
