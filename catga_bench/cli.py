@@ -64,6 +64,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("catga_bench.suite.cli",
              "the release-gating chaos suite: every scenario judged by its SLO gate, embedded "
              "and over brokers (catga-bench gate --help)"),
+    "compare": ("catga_bench.compare.cli",
+                "did the candidate get slower than the baseline? runs compared with statistics "
+                "(catga-bench compare BASELINE CANDIDATE, --self-test; --help)"),
     "chaos": ("catga_bench.chaos",
               "run chaos experiments (catga-bench chaos run FILE [--journal PATH] [--var k=v]; "
               "experiments/ has the shipped ones)"),

@@ -55,12 +55,19 @@ def render_html(report: dict[str, Any]) -> str:
     """
     r = as_dict(report)
     plots = Section("Timeline", [Raw(plots_html(r))])
-    body = [_html_headline(r)]
-    for section in sections(r, plots=plots):
+    title = f"catga-bench: {one_line(r.get('scenario'))} — {run_status(r)}"
+    return html_document(title, _html_headline(r), sections(r, plots=plots))
+
+
+def html_document(title: str, header_html: str, body_sections: list[Section]) -> str:
+    """A self-contained page (the report's inline CSS, no scripts): ``header_html`` (already
+    escaped HTML, e.g. a ``<header class="banner pass">``), then each section; any document built
+    of :mod:`catga_bench.judge.document` blocks (a comparison, too)."""
+    body = [header_html]
+    for section in body_sections:
         body.append(f"<section>\n<h2>{esc(section.title)}</h2>")
         body += [_html_block(block) for block in section.blocks]
         body.append("</section>")
-    title = f"catga-bench: {one_line(r.get('scenario'))} — {run_status(r)}"
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

@@ -9,6 +9,7 @@ from catga_bench.judge.document import (
     Block,
     Bullets,
     Para,
+    Section,
     Table,
     exit_text,
     run_status,
@@ -21,8 +22,14 @@ from catga_bench.judge.values import as_dict, one_line
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown document (GitHub-flavoured tables), ending with a newline."""
     r = as_dict(report)
-    lines = _md_headline(r)
-    for section in sections(r):
+    return markdown_document(_md_headline(r), sections(r))
+
+
+def markdown_document(headline: list[str], body: list[Section]) -> str:
+    """Headline lines, then each section as ``## title`` and its blocks (any document built of
+    :mod:`catga_bench.judge.document` blocks, e.g. a comparison), ending with a newline."""
+    lines = list(headline)
+    for section in body:
         lines += [f"## {section.title}", ""]
         for block in section.blocks:
             lines += _md_block(block)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from catga_bench.errors import ConfigError
+from catga_bench.workload.seeds import fail_every, slowdown_factor
 from core import BreakerConfig, CircuitState, Result
 
 
@@ -71,14 +72,15 @@ class Fast:
 
 @dataclass(frozen=True, slots=True)
 class Cpu:
-    """Busy for ``cost_us`` microseconds of CPU, without suspending."""
+    """Busy for ``cost_us`` microseconds of CPU, without suspending (times the seeded
+    ``CATGA_BENCH_SLOWDOWN``; failing at ``CATGA_BENCH_FAIL_RATIO``: :mod:`.seeds`)."""
 
     cost_us: float = 50.0
     kind: str = "cpu"
 
     def build(self, ctx: HandlerContext, stream: int, index: int) -> HandlerFn:
         handled = ctx.handled
-        cost_s = self.cost_us / 1e6
+        cost_s = self.cost_us / 1e6 * slowdown_factor()
         perf = time.perf_counter
 
         async def cpu(msg: Any) -> None:
@@ -87,25 +89,49 @@ class Cpu:
                 pass
             handled(stream, index, msg.seq)
 
-        return cpu
+        return _seeded_failures(ctx, stream, index, cpu)
 
 
 @dataclass(frozen=True, slots=True)
 class Io:
-    """Waits ``latency_ms`` (an I/O call: a database, another service) and finishes."""
+    """Waits ``latency_ms`` (an I/O call: a database, another service) and finishes (times the
+    seeded ``CATGA_BENCH_SLOWDOWN``; failing at ``CATGA_BENCH_FAIL_RATIO``: :mod:`.seeds`)."""
 
     latency_ms: float = 2.0
     kind: str = "io"
 
     def build(self, ctx: HandlerContext, stream: int, index: int) -> HandlerFn:
         handled = ctx.handled
-        delay_s = self.latency_ms / 1000.0
+        delay_s = self.latency_ms / 1000.0 * slowdown_factor()
 
         async def io(msg: Any) -> None:
             await asyncio.sleep(delay_s)
             handled(stream, index, msg.seq)
 
-        return io
+        return _seeded_failures(ctx, stream, index, io)
+
+
+def _seeded_failures(ctx: HandlerContext, stream: int, index: int, fn: HandlerFn) -> HandlerFn:
+    """``fn`` itself when ``CATGA_BENCH_FAIL_RATIO`` is unset (no cost per message); else ``fn``
+    failing every 1/ratio-th call with a non-retryable ``HANDLER_FAILED`` (a seeded error)."""
+    every = fail_every()
+    if not every:
+        return fn
+    from core import ErrorCode
+
+    calls = 0
+
+    async def seeded(msg: Any) -> Result[Any] | None:
+        nonlocal calls
+        calls += 1
+        if calls % every == 0:
+            ctx.failed(stream, index, msg.seq)
+            return Result.failure(ErrorCode.HANDLER_FAILED, "seeded failure "
+                                  "(CATGA_BENCH_FAIL_RATIO)", retryable=False)
+        await fn(msg)
+        return None
+
+    return seeded
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ FLOORS: list[set[str]] = [
     {"targets"},
     {"generator"},
     {"judge"},
-    {"compare"},
+    {"compare"},  # may render with judge/; the gate (suite/) may call it
     {"harness", "bench", "suite", "chaos", "faultproxy"},
     {"__init__", "profiles", "cli"},  # the face: what users import and run
 ]
