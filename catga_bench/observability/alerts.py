@@ -245,7 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="write nothing; exit 1 if the files in --out are out of date")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.check:
-        out = Path(args.out) if args.out is not None else local_or_shipped("alerts")
+        try:
+            out = Path(args.out) if args.out is not None else local_or_shipped("alerts")
+        except FileNotFoundError as exc:
+            print(f"catga-bench alerts: error: {exc}; pass --out DIR", file=sys.stderr)
+            return 2
         drifted = stale(out)
         for path in drifted:
             state = "is out of date" if path.is_file() else "is missing"

@@ -106,6 +106,23 @@ def test_dashboards_and_alerts_check_the_shipped_files_outside_a_checkout(
     assert not (tmp_path / "dashboards").exists()  # --check wrote nothing
 
 
+def test_a_broken_install_is_one_line_and_exit_2(
+        wheel_like: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(bundled, "CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["scenarios"]) == 2
+    assert dashboards_main(["build", "--check"]) == 2
+    assert alerts_main(["build", "--check"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": error: ")[0] for line in err] == [
+        "catga-bench", "catga-bench dashboards", "catga-bench alerts"]
+    assert all("neither shipped in the installed package" in line for line in err)
+    with pytest.raises(ConfigError, match=r"--scenarios: no scenarios/ folder: .*pass "
+                                          r"--scenarios DIR"):
+        gate_cli._scenario_dir(None)
+
+
 def test_gate_takes_the_shipped_folders_outside_a_checkout(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -33,7 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir: Path = args.out if args.out is not None else Path("dashboards")
     if args.check:
         if args.out is None:
-            out_dir = local_or_shipped("dashboards")
+            try:
+                out_dir = local_or_shipped("dashboards")
+            except FileNotFoundError as exc:
+                print(f"catga-bench dashboards: error: {exc}; pass --out DIR", file=sys.stderr)
+                return 2
         problems = differences(out_dir)
         for problem in problems:
             print(problem, file=sys.stderr)
