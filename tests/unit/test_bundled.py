@@ -17,6 +17,7 @@ from catga_bench.errors import ConfigError
 from catga_bench.observability.alerts import main as alerts_main
 from catga_bench.observability.dashboards.cli import main as dashboards_main
 from catga_bench.suite import cli as gate_cli
+from catga_bench.targets.served.main import _scenario_dirs as serve_scenario_dirs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,6 +132,15 @@ def test_gate_takes_the_shipped_folders_outside_a_checkout(
     assert gate_cli._experiments_dir(None) == ROOT / "experiments"
     with pytest.raises(ConfigError, match="--scenarios: no such directory: nowhere"):
         gate_cli._scenario_dir("nowhere")
+
+
+def test_serve_offers_the_shipped_scenarios_outside_a_checkout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert serve_scenario_dirs(None) == [ROOT / "scenarios"]
+    assert serve_scenario_dirs(Path("nowhere")) == []  # only --scenario files then
+    (tmp_path / "scenarios").mkdir()
+    assert serve_scenario_dirs(None) == [tmp_path / "scenarios"]
 
 
 def test_chaos_finds_shipped_scenarios_and_files_from_anywhere(tmp_path: Path,
