@@ -31,7 +31,7 @@ import pytest
 
 from catga_bench.bundled import BUNDLED
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # pip may download the dependencies
 
 ROOT = Path(__file__).resolve().parents[2]
 #: not part of a build: history, outputs, caches, the test suite
