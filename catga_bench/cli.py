@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from catga_bench import __version__
+from catga_bench.bundled import local_or_shipped
 
 EPILOG = """\
 load tests:
@@ -73,6 +74,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trend": ("catga_bench.compare.trend",
               "change points in a history of releases, by Apache Otava: advice beside the "
               "gate (catga-bench trend DIR)"),
+    "init": ("catga_bench.scaffold",
+             "scaffold your repository for a performance gate: scenario, AsyncAPI template, "
+             "SLO file, chaos experiment, CI job (catga-bench init [DIR] [--force])"),
     "serve": ("catga_bench.targets.served.main",
               "run the core as its own process behind NATS or Redis (catga-bench serve "
               "--transport nats|redis --scenario FILE)"),
@@ -92,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_module, help_line) in COMMANDS.items():
         sub.add_parser(name, help=help_line, add_help=False)
     sc = sub.add_parser("scenarios", help="list the scenario files and what they test")
-    sc.add_argument("--dir", default="scenarios", help="directory of locustfiles")
+    sc.add_argument("--dir", default=None,
+                    help="directory of locustfiles (default: ./scenarios, else the scenarios "
+                         "shipped with catga-bench)")
     return parser
 
 
@@ -106,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "scenarios":
-        directory = Path(args.dir)
+        try:
+            directory = Path(args.dir) if args.dir is not None else local_or_shipped("scenarios")
+        except FileNotFoundError as exc:
+            print(f"catga-bench: error: --dir: {exc}", file=sys.stderr)
+            return 2
         if not directory.is_dir():
             print(f"catga-bench: error: --dir: no such directory: {directory}", file=sys.stderr)
             return 2

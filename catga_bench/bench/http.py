@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
+from catga_bench.bundled import resource_dir
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, ConfigError
 from catga_bench.processes.locust import locust_command
 from catga_bench.targets.base import TargetUnavailable
@@ -46,9 +47,12 @@ from catga_bench.targets.blackbox import pointer_set, render
 from catga_bench.workload.asyncapi import SutSpec, load_spec
 from catga_bench.workload.http import http_input
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SPEC = ROOT / "examples" / "order-service-node" / "http.asyncapi.yaml"
-SCENARIO = ROOT / "scenarios" / "http_orders.py"
+#: the Node example's HTTP document and the scenario driving it (shipped with the package)
+DEFAULT_SPEC = resource_dir("examples") / "order-service-node" / "http.asyncapi.yaml"
+SCENARIO = resource_dir("scenarios") / "http_orders.py"
+#: the Locust runs' working directory: the folder holding catga_bench (``python -m locust``
+#: imports it from there in a checkout that is not installed)
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 PROG = "catga-bench bench-http"
 #: the brokers' usual addresses (as ``--nats-url`` / ``--redis-url`` default to in Locust)
 DEFAULT_URLS = {"nats": "nats://127.0.0.1:4222", "redis": "redis://127.0.0.1:6379"}
@@ -158,14 +162,15 @@ def run_wrk(wrk: str, url: str, script: Path, seconds: int) -> Floor:
 def run_rate(rate: int, seconds: int, host: str, spec_path: Path, report_dir: Path,
              floor_rps: float, nats_url: str | None) -> RateRow:
     """One Locust step at ``rate`` messages/s on the running service, read from its report."""
-    extra = ["--host", host, "--rate", str(rate), "--sut-running", "--sut-spec", str(spec_path)]
+    extra = ["--host", host, "--rate", str(rate), "--sut-running", "--sut-spec",
+             str(spec_path.resolve())]
     if nats_url:
         extra += ["--nats-url", nats_url]
     cmd = locust_command(SCENARIO, users=USERS, run_time_s=seconds, report_dir=report_dir,
                          extra=extra)
     log = report_dir.parent / f"locust-r{rate}.log"
     with open(log, "wb") as out:
-        code = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        code = subprocess.run(cmd, cwd=PACKAGE_ROOT, stdout=out, stderr=subprocess.STDOUT,
                               timeout=seconds + 180, check=False).returncode
     path = report_dir / "report.json"
     report: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from catga_bench.bundled import resource_dir, resource_path
 from catga_bench.chaos.model import Environment, LoadEnv
 from catga_bench.processes.brokers import BrokerProcess
 from catga_bench.processes.coreproc import CoreProcess as _CoreProcess
@@ -31,31 +32,49 @@ from catga_bench.processes.locust import locust_command, transport_options
 if TYPE_CHECKING:
     from catga_bench.targets.sut_process import SutProcess
 
-ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ROOT / "scenarios"
+#: the folder holding the catga_bench package (a checkout, or site-packages): subprocesses
+#: get it on PYTHONPATH so ``python -m catga_bench...`` works from a checkout not installed
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class EnvironmentError_(RuntimeError):
     """Something the experiment needs could not be started (the message says what)."""
 
 
+def shipped_scenarios() -> Path:
+    """The shipped scenario folder (in the installed wheel, else the checkout's)."""
+    try:
+        return resource_dir("scenarios")
+    except FileNotFoundError as exc:
+        raise EnvironmentError_(str(exc)) from None
+
+
+def _candidates(ref: str, base_dir: Path) -> list[Path]:
+    """Where a relative file name may be: beside the experiment, in the working directory,
+    among the shipped folders (``scenarios/...``, ``examples/...``)."""
+    shipped = resource_path(ref)
+    return [base_dir / ref, Path(ref), *([shipped] if shipped is not None else [])]
+
+
 def resolve_scenario(ref: str, base_dir: Path) -> Path:
     """A scenario name (``scenarios/NAME.py``) or a ``.py`` path relative to the experiment."""
     if ref.endswith(".py"):
-        for cand in (base_dir / ref, Path(ref), ROOT / ref):
+        for cand in _candidates(ref, base_dir):
             if cand.is_file():
                 return cand.resolve()
         raise EnvironmentError_(f"scenario file {ref!r} not found (relative to {base_dir})")
-    path = SCENARIOS / f"{ref}.py"
+    scenarios = shipped_scenarios()
+    path = scenarios / f"{ref}.py"
     if not path.is_file():
-        names = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.py")))
+        names = ", ".join(sorted(p.stem for p in scenarios.glob("*.py")))
         raise EnvironmentError_(f"unknown scenario {ref!r}; known: {names}")
     return path
 
 
 def resolve_file(ref: str, base_dir: Path) -> Path:
-    """A file named relative to the experiment (or the working directory, or the repo)."""
-    for cand in (base_dir / ref, Path(ref), ROOT / ref):
+    """A file named relative to the experiment (or the working directory, or the shipped
+    folders)."""
+    for cand in _candidates(ref, base_dir):
         if cand.is_file():
             return cand.resolve()
     raise EnvironmentError_(f"file {ref!r} not found (relative to {base_dir})")
@@ -63,7 +82,8 @@ def resolve_file(ref: str, base_dir: Path) -> Path:
 
 def _python_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
+                                                      env.get("PYTHONPATH")]))
     return env
 
 
@@ -139,7 +159,8 @@ class CoreProcess(_CoreProcess):
                  extra: list[str]) -> None:
         env = _python_env()
         super().__init__(transport, url, workdir / "core.log",
-                         ["--scenario", str(scenario), "--scenarios", str(SCENARIOS), *extra],
+                         ["--scenario", str(scenario), "--scenarios", str(shipped_scenarios()),
+                          *extra],
                          env=env)
 
     def start(self, timeout_s: float = 30.0) -> None:

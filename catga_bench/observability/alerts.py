@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from catga_bench.bundled import local_or_shipped
 from catga_bench.observability.alert_rules import (
     SLI_RECORD,
     SLOS,
@@ -237,18 +238,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     build = sub.add_parser("build", help="write alerts/catga-rules.yml and the test profile")
-    build.add_argument("--out", default="alerts", help="output directory (default: alerts)")
+    build.add_argument("--out", default=None,
+                       help="output directory (default: ./alerts; with --check and no ./alerts, "
+                            "the rules shipped with catga-bench)")
     build.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 if the files in --out are out of date")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.check:
-        drifted = stale(args.out)
+        try:
+            out = Path(args.out) if args.out is not None else local_or_shipped("alerts")
+        except FileNotFoundError as exc:
+            print(f"catga-bench alerts: error: {exc}; pass --out DIR", file=sys.stderr)
+            return 2
+        drifted = stale(out)
         for path in drifted:
             state = "is out of date" if path.is_file() else "is missing"
             print(f"catga-bench alerts: {path} {state}; run: catga-bench alerts build "
-                  f"--out {args.out}", file=sys.stderr)
+                  f"--out {out}", file=sys.stderr)
+        if not drifted:
+            print(f"{out}: alert rules up to date")
         return 1 if drifted else 0
-    for path in write(args.out):
+    for path in write(args.out or "alerts"):
         print(path)
     return 0
 

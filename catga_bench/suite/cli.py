@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from catga_bench.bundled import local_or_shipped
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, ConfigError
 from catga_bench.suite import run
 from catga_bench.suite.cases import (
@@ -90,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where each case's reports go, DIR/<case>-<transport>/ "
                         "(default: reports/gate-<time>/)")
     p.add_argument("--scenarios", default=None, metavar="DIR",
-                   help="scenario directory (default: ./scenarios, else the one next to the "
-                        "catga_bench package)")
+                   help="scenario directory (default: ./scenarios when it has the gate's "
+                        "scenarios, else the ones shipped with catga-bench)")
     p.add_argument("--faults", default=None, metavar="LIST|all",
                    help="also run the fault matrix: these chaos experiments "
                         f"({', '.join(FAULT_NAMES)}) or all, once per broker transport; "
@@ -102,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"({', '.join(f.name for f in FAULTS if f.exclusive)}) always run "
                         "alone. Default: %(default)s")
     p.add_argument("--experiments", default=None, metavar="DIR",
-                   help="chaos experiment directory (default: ./experiments, else the one "
-                        "next to the catga_bench package)")
+                   help="chaos experiment directory (default: ./experiments when it has the "
+                        "gate's experiments, else the ones shipped with catga-bench)")
     return p
 
 
@@ -123,10 +124,10 @@ def _scenario_dir(raw: str | None) -> Path:
         if not d.is_dir():
             raise ConfigError(f"--scenarios: no such directory: {d}")
         return d.resolve()
-    for d in (Path("scenarios"), Path(__file__).resolve().parents[2] / "scenarios"):
-        if d.is_dir() and (d / "high_fanout.py").exists():
-            return d.resolve()
-    raise ConfigError("--scenarios: no scenarios directory found; pass --scenarios DIR")
+    try:
+        return local_or_shipped("scenarios", marker="high_fanout.py")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--scenarios: {exc}; pass --scenarios DIR") from None
 
 
 def _experiments_dir(raw: str | None) -> Path:
@@ -135,10 +136,10 @@ def _experiments_dir(raw: str | None) -> Path:
         if not d.is_dir():
             raise ConfigError(f"--experiments: no such directory: {d}")
         return d.resolve()
-    for d in (Path("experiments"), Path(__file__).resolve().parents[2] / "experiments"):
-        if d.is_dir() and (d / f"{FAULT_NAMES[0]}.yaml").exists():
-            return d.resolve()
-    raise ConfigError("--experiments: no experiments directory found; pass --experiments DIR")
+    try:
+        return local_or_shipped("experiments", marker=f"{FAULT_NAMES[0]}.yaml")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--experiments: {exc}; pass --experiments DIR") from None
 
 
 def parse_faults(raw: str) -> list[str]:

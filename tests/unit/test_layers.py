@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: from its own floor's folder or any lower floor, never from a higher one or from a sibling
 #: folder on its own floor (sibling wings stay independent)
 FLOORS: list[set[str]] = [
+    {"bundled"},  # where the shipped folders are (scenarios/, dashboards/ ...): stdlib only
     {"_version", "errors", "observability", "processes"},
     {"workload"},
     {"targets"},
@@ -26,6 +27,7 @@ FLOORS: list[set[str]] = [
     {"judge"},
     {"compare"},  # may render with judge/; the gate (suite/) may call it
     {"harness", "bench", "suite", "chaos", "faultproxy"},
+    {"scaffold"},  # catga-bench init: copies its templates, needs only errors
     {"__init__", "profiles", "cli"},  # the face: what users import and run
 ]
 FACE = FLOORS[-1]

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from catga_bench.bundled import local_or_shipped
 from catga_bench.observability.dashboards.files import differences, write
 
 
@@ -19,8 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     build = sub.add_parser("build", help="write dashboards/*.json and dashboards/provisioning/*")
-    build.add_argument("--out", default="dashboards", type=Path,
-                       help="output directory (default: ./dashboards)")
+    build.add_argument("--out", default=None, type=Path,
+                       help="output directory (default: ./dashboards; with --check and no "
+                            "./dashboards, the dashboards shipped with catga-bench)")
     build.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 if the files in --out differ from the "
                             "generator's output")
@@ -28,8 +30,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(argv) if argv is not None else None)
     except SystemExit as exc:
         return int(exc.code or 0)
-    out_dir: Path = args.out
+    out_dir: Path = args.out if args.out is not None else Path("dashboards")
     if args.check:
+        if args.out is None:
+            try:
+                out_dir = local_or_shipped("dashboards")
+            except FileNotFoundError as exc:
+                print(f"catga-bench dashboards: error: {exc}; pass --out DIR", file=sys.stderr)
+                return 2
         problems = differences(out_dir)
         for problem in problems:
             print(problem, file=sys.stderr)

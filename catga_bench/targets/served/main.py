@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from catga_bench.bundled import local_or_shipped
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError
 from catga_bench.targets.defects import defects_from_env
 from catga_bench.targets.served.server import BenchServer
@@ -61,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Redis server (default: %(default)s; env CATGA_REDIS_URL)")
     p.add_argument("--scenario", type=Path, action="append", default=[], metavar="FILE",
                    help="scenario file this core may serve (repeatable), besides --scenarios")
-    p.add_argument("--scenarios", type=Path, default=Path("scenarios"), metavar="DIR",
+    p.add_argument("--scenarios", type=Path, default=None, metavar="DIR",
                    help="directory of scenario files generators may ask for (default: "
-                        "%(default)s)")
+                        "./scenarios, else the scenarios shipped with catga-bench)")
     p.add_argument("--metrics-port", type=int, default=9464, metavar="PORT",
                    help="serve /metrics on this port, 0 = off (default: %(default)s)")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
@@ -207,14 +208,25 @@ def _black_box(args: argparse.Namespace, transport: Any, scenarios: dict[str, Sc
         return None
 
 
+def _scenario_dirs(raw: Path | None) -> list[Path]:
+    """``--scenarios``: that directory when it is one; by default ./scenarios, else the shipped
+    scenarios; none when neither exists (only ``--scenario`` files are served then)."""
+    if raw is not None:
+        return [raw] if raw.is_dir() else []
+    try:
+        return [local_or_shipped("scenarios")]
+    except FileNotFoundError:
+        return []
+
+
 def main(argv: list[str] | None = None) -> int:
     """``catga-bench serve``; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
-    paths = list(args.scenario)
-    if args.scenarios.is_dir() and args.asyncapi is None:  # black box: --scenario only
-        paths.append(args.scenarios)
+    # black box: --scenario only; else the directory's, then the --scenario files (a file
+    # named on the command line wins over a directory's scenario of the same name)
+    paths = [*(_scenario_dirs(args.scenarios) if args.asyncapi is None else []), *args.scenario]
     try:
         scenarios = load_scenarios(paths)
     except (ValueError, OSError, SyntaxError) as exc:
