@@ -101,3 +101,25 @@ class CoreProcess(_CoreProcess):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class CleanGate:
+    """One ``catga-bench gate --profile ci --only CLEAN_CASES`` run of the clean build: its
+    exit code, its --json document, and each case's report."""
+
+    code: int
+    doc: dict[str, Any]
+
+    def row(self, case: str) -> dict[str, Any]:
+        rows = [c for c in self.doc["cases"]
+                if c["case"] == case and c["transport"] == "embedded"]
+        assert len(rows) == 1, self.doc["cases"]
+        return rows[0]
+
+    def report_dir(self, case: str) -> Path:
+        return Path(self.row(case)["report_dir"])
+
+    def report(self, case: str) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads((self.report_dir(case) / "report.json").read_text())
+        return out

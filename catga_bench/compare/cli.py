@@ -10,6 +10,13 @@ import time
 from pathlib import Path
 
 from catga_bench.compare.config import CompareConfig, load_config, parse_metrics
+from catga_bench.compare.history import (
+    check_label,
+    default_label,
+    is_history,
+    latest_release,
+    store_release,
+)
 from catga_bench.compare.printing import print_comparison
 from catga_bench.compare.render import to_json, write_comparison
 from catga_bench.compare.runner import RunFailed, parse_side
@@ -65,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the runs and the comparison's report.json/md/html go "
                         "(default reports/compare-TIMESTAMP)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result as JSON")
+    p.add_argument("--history", default=None, metavar="DIR",
+                   help="keep the candidate's runs as a release in this history folder "
+                        "(DIR/<release>/...; `catga-bench trend DIR` finds change points); a "
+                        "BASELINE that is a history folder means its latest release")
+    p.add_argument("--release", default=None, metavar="LABEL",
+                   help="the release label in --history (default: the UTC time, "
+                        "YYYYmmdd-HHMMSS)")
     p.add_argument("--self-test", action="store_true",
                    help="baseline vs baseline must pass, a seeded 10%% slower handler must fail")
     p.add_argument("-f", "--scenario", default=DEFAULT_SCENARIO, metavar="FILE",
@@ -95,6 +109,13 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-runs: must be >= --runs ({args.runs}), got {args.max_runs}")
     if args.run_timeout <= 0:
         raise ConfigError(f"--run-timeout: must be > 0, got {args.run_timeout:g}")
+    if args.release is not None:
+        if not args.history:
+            raise ConfigError("--release: needs --history DIR")
+        check_label(args.release)
+    if args.history and (Path(args.history) / (args.release or "")).is_dir() and args.release:
+        raise ConfigError(f"--release: {args.release!r} is already in {args.history}; give "
+                          "another label")
     if args.self_test:
         if args.baseline or args.candidate:
             raise ConfigError("--self-test takes no BASELINE/CANDIDATE")
@@ -120,6 +141,10 @@ def _progress(line: str) -> None:
 def _compare(args: argparse.Namespace, config: CompareConfig, out_dir: Path) -> int:
     baseline = parse_side(args.baseline, "baseline")
     candidate = parse_side(args.candidate, "candidate")
+    if isinstance(baseline, Path) and is_history(baseline):
+        latest = latest_release(baseline)
+        print(f"baseline: release {latest.label} of the history {baseline}")
+        baseline = latest.path
     started = time.monotonic()
     comp = run_comparison(baseline, candidate, config, runs=args.runs, max_runs=args.max_runs,
                           out_dir=out_dir, timeout_s=args.run_timeout, progress=_progress)
@@ -128,6 +153,11 @@ def _compare(args: argparse.Namespace, config: CompareConfig, out_dir: Path) -> 
     print_comparison(comp)
     print(f"report: {paths['html']} ({wall} s)")
     _write_json(args.json, to_json(comp, {"wall_s": wall}))
+    if args.history:
+        rel = store_release(Path(args.history), args.release or default_label(),
+                            [Path(r.path) for r in comp.candidate])
+        print(f"history: the candidate's {len(rel.runs)} runs kept as release {rel.label} in "
+              f"{args.history}")
     return comp.exit_code
 
 

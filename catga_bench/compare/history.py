@@ -76,13 +76,16 @@ def _report(path: Path) -> dict[str, Any]:
     return doc
 
 
-def store_release(history: Path, label: str, reports: list[Path]) -> Release:
+def store_release(history: Path, label: str, reports: list[Path],
+                  groups: list[str] | None = None) -> Release:
     """Copy the runs whose ``report.json`` files are ``reports`` into ``history/label/``.
 
     Args:
         history: the history folder (created if missing).
         label: the release label (:func:`check_label`).
         reports: the runs' report.json paths, in run order (their report.md/.html are kept too).
+        groups: per report, the folder it goes in (the release gate's ``<case>-<transport>``);
+            default ``<scenario>-<transport>`` from the report.
 
     Returns:
         The stored :class:`Release`.
@@ -102,8 +105,11 @@ def store_release(history: Path, label: str, reports: list[Path]) -> Release:
     dest.mkdir(parents=True)
     runs = []
     counts: dict[str, int] = {}
-    for src, doc in zip(reports, docs, strict=True):
-        group = f"{doc.get('scenario') or 'run'}-{doc.get('transport') or 'unknown'}"
+    if groups is not None and len(groups) != len(reports):
+        raise ValueError("store_release: one group per report")
+    for k, (src, doc) in enumerate(zip(reports, docs, strict=True)):
+        group = (groups[k] if groups is not None else
+                 f"{doc.get('scenario') or 'run'}-{doc.get('transport') or 'unknown'}")
         if not LABEL.match(group):
             group = re.sub(r"[^A-Za-z0-9._-]", "_", group) or "run"
         counts[group] = counts.get(group, 0) + 1

@@ -23,8 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from catga_bench.bundled import local_or_shipped
+from catga_bench.compare import CompareConfig
+from catga_bench.compare.history import check_label, default_label, store_release
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, ConfigError
 from catga_bench.suite import run
+from catga_bench.suite.baseline import DEFAULT_RUNS, Baseline, case_folder
+from catga_bench.suite.baseline import check as check_baseline
+from catga_bench.suite.baseline import resolve as resolve_baseline
 from catga_bench.suite.cases import (
     CASE_NAMES,
     CASES,
@@ -67,6 +72,15 @@ seeded defects (tests of the gate only): the environment variable {ENV_VAR} (com
 inherited by every subprocess and breaks the core on purpose; the suite must then fail:
 {describe()}
 
+against the last release (--baseline DIR): each case runs --runs times (default 5), every run
+judged by its SLO as above, then its runs are compared with the baseline's runs of the same case
+(DIR/<case>-<transport>/, an earlier gate's --report-dir or the latest release of a --history
+folder) as `catga-bench compare` does: P99 and achieved rate by ratio of medians with a
+bootstrap interval, a margin test (--margin, 3%) and Mann-Whitney that must agree; errors, lost
+and duplicates as absolute limits. Regressed: the case FAILs (regression:<metric>); cannot tell
+after --max-runs: ERROR (exit 3). --history DIR --release LABEL keeps this gate's case runs as
+a release (`catga-bench trend DIR` finds change points over releases).
+
 exit codes: 0 every case passed, 1 a case missed a target, 2 usage or configuration error,
             3 a case could not run (broker or core did not start, the generator could not
               offer the load, no report; a chaos run aborted, timed out or left no
@@ -102,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "core on free ports); cells whose targets are latencies "
                         f"({', '.join(f.name for f in FAULTS if f.exclusive)}) always run "
                         "alone. Default: %(default)s")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="compare each case's runs with the last release's: an earlier gate's "
+                        "--report-dir (run with --runs) or a --history folder (its latest "
+                        "release); a regression fails the case (exit 1), cannot tell after "
+                        "--max-runs is exit 3 (default: no comparison)")
+    p.add_argument("--runs", type=int, default=None, metavar="N",
+                   help=f"runs per case (default 1; {DEFAULT_RUNS} with --baseline)")
+    p.add_argument("--max-runs", type=int, default=10, metavar="N",
+                   help="with --baseline: while inconclusive, 2 more runs per case up to N "
+                        "(default: %(default)s)")
+    p.add_argument("--margin", type=float, default=None, metavar="RATIO",
+                   help="with --baseline: allowed relative worsening in (0, 1) "
+                        "(default 0.03 = 3%%)")
+    p.add_argument("--history", default=None, metavar="DIR",
+                   help="keep this gate's case runs as a release in DIR (a later gate's "
+                        "--baseline DIR compares with it; catga-bench trend DIR)")
+    p.add_argument("--release", default=None, metavar="LABEL",
+                   help="the release label in --history (default: the UTC time)")
     p.add_argument("--experiments", default=None, metavar="DIR",
                    help="chaos experiment directory (default: ./experiments when it has the "
                         "gate's experiments, else the ones shipped with catga-bench)")
@@ -159,6 +191,8 @@ class _Gate:
     fault_runs: list[tuple[Fault, str]]
     scenarios: Path
     experiments: Path
+    repeat: int = 1
+    baseline: Baseline | None = None
 
 
 def _configure(args: argparse.Namespace) -> _Gate:
@@ -173,7 +207,48 @@ def _configure(args: argparse.Namespace) -> _Gate:
     schedule_faults(fault_runs, args.jobs)  # checks --jobs
     scenarios = _scenario_dir(args.scenarios) if runs else Path()
     experiments = _experiments_dir(args.experiments) if fault_runs else Path()
-    return _Gate(defects, transports, faults, runs, fault_runs, scenarios, experiments)
+    repeat = args.runs if args.runs is not None else DEFAULT_RUNS if args.baseline else 1
+    if repeat < 1 or (args.baseline and repeat < 2):
+        raise ConfigError(f"--runs: must be >= {2 if args.baseline else 1}"
+                          f"{' with --baseline (a spread needs two runs)' if args.baseline else ''}"
+                          f", got {repeat}")
+    if args.max_runs < repeat:
+        raise ConfigError(f"--max-runs: must be >= --runs ({repeat}), got {args.max_runs}")
+    if args.margin is not None and not 0 < args.margin < 1:
+        raise ConfigError(f"--margin: must be in (0, 1) (0.03 = 3%), got {args.margin:g}")
+    if args.release is not None:
+        if not args.history:
+            raise ConfigError("--release: needs --history DIR")
+        check_label(args.release)
+        if (Path(args.history) / args.release).exists():
+            raise ConfigError(f"--release: {args.release!r} is already in {args.history}")
+    base = None
+    if args.baseline:
+        if not runs:
+            raise ConfigError("--baseline: compares scenario cases; the fault matrix alone "
+                              "(--faults without --only) has none")
+        config = CompareConfig(margin=args.margin) if args.margin is not None else CompareConfig()
+        base = resolve_baseline(args.baseline, config, args.max_runs)
+        check_baseline(base, runs)
+    return _Gate(defects, transports, faults, runs, fault_runs, scenarios, experiments,
+                 repeat, base)
+
+
+def _store_history(results: list[CaseResult], history: Path, label: str) -> None:
+    """Keep the case runs of this gate as release ``label`` (``<case>-<transport>/run-K``)."""
+    reports: list[Path] = []
+    groups: list[str] = []
+    for r in results:
+        if r.case.startswith("fault:") or not r.report_dir:
+            continue
+        folder = Path(r.report_dir)
+        found = sorted(folder.glob("run-*/report.json"),
+                       key=lambda q: int(q.parent.name[4:])) or sorted(folder.glob("report.json"))
+        reports += found
+        groups += [case_folder(r.case, r.transport)] * len(found)
+    if reports:
+        rel = store_release(history, label, reports, groups)
+        print(f"history: {len(rel.runs)} runs kept as release {rel.label} in {history}")
 
 
 def _overall(results: list[CaseResult]) -> int:
@@ -208,17 +283,25 @@ def main(argv: list[str] | None = None) -> int:
     print_header(len(gate.runs), cells, args.profile, gate.transports, gate.defects, out_dir)
     started = time.monotonic()
     progress = Progress(len(gate.runs) + len(gate.fault_runs))
-    results = run.run_cases(gate.runs, args.profile, gate.scenarios, out_dir, progress)
+    if gate.baseline is not None:
+        print(f"baseline: {gate.baseline.label}; each case runs {gate.repeat} times (up to "
+              f"{gate.baseline.max_runs} while inconclusive)", flush=True)
+    results = run.run_cases(gate.runs, args.profile, gate.scenarios, out_dir, progress,
+                            gate.repeat, gate.baseline)
     results += run.run_fault_matrix(gate.fault_runs, args.profile, gate.experiments, out_dir,
                                     args.jobs, progress, first_index=len(gate.runs) + 1)
     code = _overall(results)
     print_table(results)
+    if args.history:
+        _store_history(results, Path(args.history), args.release or default_label())
     wall = round(time.monotonic() - started, 1)
     print_outcome(code, wall)
     if args.json:
         _write_json(Path(args.json), {
             "profile": args.profile, "transports": gate.transports,
             "faults": gate.faults or [], "defects": sorted(gate.defects), "exit_code": code,
+            "runs": gate.repeat,
+            "baseline": gate.baseline.label if gate.baseline is not None else None,
             "passed": code == EXIT_PASS, "wall_s": wall, "report_dir": str(out_dir),
             "cases": [r.to_dict() for r in results]})
     return code

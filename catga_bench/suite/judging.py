@@ -26,6 +26,8 @@ class CaseResult:
     failed_targets: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     slo: list[dict[str, Any]] = field(default_factory=list)
+    #: with ``gate --baseline``: the comparison with the baseline's runs of this case
+    comparison: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -39,6 +39,13 @@ class Progress:
               f"{r.wall_s:.1f} s: {detail}", flush=True)
 
 
+    def run(self, index: int, k: int, r: CaseResult) -> None:
+        """One run of a case run several times (``--runs``, ``--baseline``)."""
+        detail = r.verdict if r.status != "PASS" else _key_figures(r)
+        print(f"[{index}/{self.total}]   run {k}: {r.status} in {r.wall_s:.1f} s: {detail}",
+              flush=True)
+
+
 def print_outcome(code: int, wall_s: float) -> None:
     """The last line: the suite's verdict (from its exit code) and how long it took."""
     print(f"catga-bench gate: {SUMMARIES[code]} ({wall_s} s)", flush=True)
@@ -113,5 +120,7 @@ def _key_figures(r: CaseResult) -> str:
         parts.append(f"{_fmt(f['achieved_rate'], ' msg/s')}")
     if r.case == "slow_handlers":
         parts.append(f"timeouts {_fmt(f['timeouts'])}")
+    if r.comparison is not None:
+        parts.append(f"vs baseline: {r.comparison['outcome']} ({r.comparison['runs']} runs)")
     return ", ".join(parts)
 

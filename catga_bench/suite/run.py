@@ -20,11 +20,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from catga_bench.processes.coreproc import CoreProcess, CoreStartError
 from catga_bench.processes.locust import locust_command, transport_options
+from catga_bench.suite.baseline import (
+    STEP,
+    Baseline,
+    case_folder,
+    compare_case,
+    judged,
+    worst,
+)
 from catga_bench.suite.cases import Case, Fault
 from catga_bench.suite.judging import (
     CaseJudgement,
@@ -122,10 +132,11 @@ def _run_locust(cmd: list[str], report_dir: Path, timeout_s: int) -> tuple[int |
 
 
 def run_case(case: Case, transport: str, profile: str, scenarios: Path, out_dir: Path,
-             broker_url: str | None = None) -> CaseResult:
-    """Run one case (a Locust subprocess; over a broker with its own serve process)."""
+             broker_url: str | None = None, report_dir: Path | None = None) -> CaseResult:
+    """Run one case (a Locust subprocess; over a broker with its own serve process); its
+    reports go to ``report_dir`` (default ``out_dir/<case>-<transport>``)."""
     seconds = case.seconds[profile]
-    report_dir = out_dir / f"{case.name}-{transport}"
+    report_dir = report_dir or out_dir / case_folder(case.name, transport)
     report_dir.mkdir(parents=True, exist_ok=True)
     cmd = case_command(case, transport, seconds, scenarios, report_dir, broker_url)
     t0 = time.monotonic()
@@ -157,11 +168,11 @@ def run_case(case: Case, transport: str, profile: str, scenarios: Path, out_dir:
 
 
 def _run_isolated(case: Case, transport: str, profile: str, scenarios: Path,
-                  out_dir: Path) -> CaseResult:
+                  out_dir: Path, report_dir: Path | None = None) -> CaseResult:
     """Run one case; over a broker, on a private broker of its own (fresh streams and
     consumers: a durable consumer left by an earlier case cannot change this one's ack wait)."""
     if transport == "embedded":
-        return run_case(case, transport, profile, scenarios, out_dir)
+        return run_case(case, transport, profile, scenarios, out_dir, report_dir=report_dir)
     from catga_bench.processes.brokers import BrokerProcess, BrokerStartError
 
     try:
@@ -172,22 +183,66 @@ def _run_isolated(case: Case, transport: str, profile: str, scenarios: Path,
                           f"the {transport} broker did not start: {exc}",
                           case.seconds[profile], 0.0, "")
     try:
-        return run_case(case, transport, profile, scenarios, out_dir, broker.url)
+        return run_case(case, transport, profile, scenarios, out_dir, broker.url, report_dir)
     finally:
         broker.stop()
         broker.cleanup()
 
 
 def run_cases(runs: list[tuple[Case, str]], profile: str, scenarios: Path, out_dir: Path,
-              progress: Progress) -> list[CaseResult]:
-    """Run the (case, transport) pairs one after another, numbered from 1; their results."""
+              progress: Progress, repeat: int = 1,
+              baseline: Baseline | None = None) -> list[CaseResult]:
+    """Run the (case, transport) pairs one after another, numbered from 1; their results.
+    With ``repeat`` > 1 or a ``baseline``, each case runs ``repeat`` times into
+    ``<case>-<transport>/run-K/`` and, with a baseline, is compared with its runs there
+    (:mod:`catga_bench.suite.baseline`)."""
     results: list[CaseResult] = []
     for index, (case, transport) in enumerate(runs, 1):
         progress.start(index, case.name, transport, case.seconds[profile])
-        r = _run_isolated(case, transport, profile, scenarios, out_dir)
+        if repeat == 1 and baseline is None:
+            r = _run_isolated(case, transport, profile, scenarios, out_dir)
+        else:
+            r = _run_repeated(case, transport, profile, scenarios, out_dir, repeat, baseline,
+                              lambda k, one, i=index: progress.run(i, k, one))
         results.append(r)
         progress.done(index, case.name, transport, r)
     return results
+
+
+def _run_repeated(case: Case, transport: str, profile: str, scenarios: Path, out_dir: Path,
+                  repeat: int, baseline: Baseline | None,
+                  each: Callable[[int, CaseResult], None]) -> CaseResult:
+    """A case run ``repeat`` times (then, while its comparison with the baseline is
+    inconclusive, 2 more at a time up to the baseline's ``max_runs``); its row: the worst run's,
+    with the comparison."""
+    case_dir = out_dir / case_folder(case.name, transport)
+    runs: list[CaseResult] = []
+
+    def more(n: int) -> None:
+        for _ in range(n):
+            k = len(runs) + 1
+            runs.append(_run_isolated(case, transport, profile, scenarios, out_dir,
+                                      case_dir / f"run-{k}"))
+            each(k, runs[-1])
+
+    def row() -> CaseResult:
+        return replace(worst(runs), report_dir=str(case_dir),
+                       wall_s=round(sum(r.wall_s for r in runs), 1))
+
+    more(repeat)
+    if baseline is None or any(r.status == "ERROR" for r in runs):
+        return row()
+
+    def reports() -> list[Path]:
+        return [Path(r.report_dir) / "report.json" for r in runs]
+
+    comparison = compare_case(baseline, case.name, transport, reports())
+    while comparison.outcome == "inconclusive" and len(runs) < baseline.max_runs:
+        more(min(STEP, baseline.max_runs - len(runs)))
+        if any(r.status == "ERROR" for r in runs):
+            return row()
+        comparison = compare_case(baseline, case.name, transport, reports())
+    return judged(row(), comparison, len(runs), case_dir)
 
 
 # --------------------------------------------------------------------------- fault matrix
@@ -299,7 +354,8 @@ def run_fault_matrix(fault_runs: list[tuple[Fault, str]], profile: str, experime
             progress.done(index, name, transport, r)
 
     try:
-        for wave in schedule_faults(fault_runs, jobs):
+        for wave in schedule_faults(fault_runs, jobs,
+                                    lambda f: fault_seconds(f, profile, experiments)):
             threads = [threading.Thread(target=_cell, args=cell, daemon=True) for cell in wave]
             for t in threads:
                 t.start()

@@ -2,8 +2,8 @@
 (``CATGA_BENCH_DEFECTS``, catga_bench/targets/defects.py) makes the case responsible for it fail
 with exit 1 on the expected SLO target. A gate that cannot fail is worthless.
 
-One clean gate run covers every case involved (one call, four Locust runs); each defect then
-gets one run of the single case that must catch it. About 2.5 minutes on a 2-core machine.
+One clean gate run covers every case involved (the session's ``clean_gate``, shared with
+test_gate_embedded.py); each defect then gets one run of the single case that must catch it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import CleanGate
 
 from catga_bench.suite.cli import main as gate_main
 
@@ -35,11 +36,9 @@ def _case(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return rows[0]
 
 
-def test_clean_build_passes_every_case_that_must_catch_a_defect(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CATGA_BENCH_DEFECTS", raising=False)
-    code, doc = _gate(tmp_path, ",".join(CASES))
-    assert code == 0, json.dumps([(c["case"], c["verdict"]) for c in doc["cases"]])
+def test_clean_build_passes_every_case_that_must_catch_a_defect(clean_gate: CleanGate) -> None:
+    doc = clean_gate.doc
+    assert clean_gate.code == 0, json.dumps([(c["case"], c["verdict"]) for c in doc["cases"]])
     assert doc["passed"] is True and doc["defects"] == []
     for name in CASES:
         case = _case(doc, name)

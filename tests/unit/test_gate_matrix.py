@@ -69,6 +69,13 @@ def test_schedule_faults_runs_exclusive_cells_alone() -> None:
             assert len(w) == 1
     assert sum(len(w) == 2 for w in waves) == 6  # 12 shared cells, two at a time
     assert [len(w) for w in schedule_faults(runs, 1)] == [1] * len(runs)
+    # with run lengths: longest first, the same fault on both brokers side by side
+    length = {"link_partition": 22, "broker_kill_restart": 12}
+    waves = schedule_faults(runs, 2, lambda f: length.get(f.name, 11))
+    shared = [w for w in waves if len(w) == 2]
+    assert [w[0][1].name for w in shared[:2]] == ["link_partition", "broker_kill_restart"]
+    assert all(len({f.name for _, f, _ in w}) == 1 for w in shared)
+    assert sorted(i for w in waves for i, _, _ in w) == list(range(len(runs)))
     with pytest.raises(ConfigError, match="--jobs"):
         schedule_faults(runs, 0)
 
