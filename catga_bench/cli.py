@@ -64,6 +64,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("catga_bench.suite.cli",
              "the release-gating chaos suite: every scenario judged by its SLO gate, embedded "
              "and over brokers (catga-bench gate --help)"),
+    "capacity": ("catga_bench.capacity.cli",
+                 "the highest rate a scenario's system holds under its SLO, as a bracket, "
+                 "with the generator's ceiling (catga-bench capacity --help)"),
     "chaos": ("catga_bench.chaos",
               "run chaos experiments (catga-bench chaos run FILE [--journal PATH] [--var k=v]; "
               "experiments/ has the shipped ones)"),

@@ -29,9 +29,11 @@ from pydantic import ValidationError
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError
 from catga_bench.generator.generator import Generator
 from catga_bench.generator.payload import RunPayload
+from catga_bench.harness.breach_watch import BreachWatch
 from catga_bench.harness.bridge import BridgeError, LoopThread
 from catga_bench.harness.options import RunOptions, add_arguments, parse_options
 from catga_bench.harness.systems import SystemUnderTest
+from catga_bench.judge.breach import BreachLimits
 from catga_bench.judge.gate import RunFacts, build_report
 from catga_bench.targets.base import Target, TargetUnavailable
 from catga_bench.targets.defects import defects_from_env
@@ -83,6 +85,7 @@ class Harness:
         #: on the master; None otherwise
         self.sut = SystemUnderTest(self)
         self._report_dir: Path | None = None
+        self.breach_watch: BreachWatch | None = None
 
     # ----------------------------------------------------------------- roles
     @property
@@ -144,6 +147,19 @@ class Harness:
         if self.options.metrics_port:
             self._start_metrics()
         gevent.spawn(self._pump_logs_forever)
+        if self.options.stop_on_breach_s and not self.is_worker:
+            self._watch_breaches(self.options.stop_on_breach_s)
+
+    def _watch_breaches(self, seconds: int) -> None:
+        """Quit the run after ``seconds`` of sustained SLO breach (harness/breach_watch.py)."""
+        limits = BreachLimits(self.targets.p99_ms, self.targets.max_error_ratio)
+        self.breach_watch = watch = BreachWatch(seconds, limits)
+        runner = self.env.runner
+        generator = self.generator
+        if runner is None or generator is None:
+            return
+        gevent.spawn(watch.watch, lambda: generator.timeline.rows, runner.quit,
+                     lambda: not self.finished)
 
     def _environment_failure(self, exc: Exception) -> None:
         """No verdict (exit 3): print the reason (one line, then any indented detail such as a
@@ -335,6 +351,8 @@ class Harness:
             sut=sut,
         )
         self.report = build_report(merged, facts, self.targets)
+        if self.breach_watch is not None:
+            self.breach_watch.annotate(self.report)
         self.exit_code = self.report["exit_code"]
         try:
             self.write_report()

@@ -55,12 +55,18 @@ def render_html(report: dict[str, Any]) -> str:
     """
     r = as_dict(report)
     plots = Section("Timeline", [Raw(plots_html(r))])
-    body = [_html_headline(r)]
-    for section in sections(r, plots=plots):
+    title = f"catga-bench: {one_line(r.get('scenario'))} — {run_status(r)}"
+    return html_document(title, _html_headline(r), sections(r, plots=plots))
+
+
+def html_document(title: str, header_html: str, secs: list[Section]) -> str:
+    """Any document of sections (another command's report) as one self-contained page with
+    the report's style: ``header_html`` (already escaped) first, then one section each."""
+    body = [header_html]
+    for section in secs:
         body.append(f"<section>\n<h2>{esc(section.title)}</h2>")
         body += [_html_block(block) for block in section.blocks]
         body.append("</section>")
-    title = f"catga-bench: {one_line(r.get('scenario'))} — {run_status(r)}"
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

@@ -9,6 +9,7 @@ from catga_bench.judge.document import (
     Block,
     Bullets,
     Para,
+    Section,
     Table,
     exit_text,
     run_status,
@@ -23,6 +24,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     r = as_dict(report)
     lines = _md_headline(r)
     for section in sections(r):
+        lines += [f"## {section.title}", ""]
+        for block in section.blocks:
+            lines += _md_block(block)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def markdown_page(title: str, lead: list[str], secs: list[Section]) -> str:
+    """Any document of sections (another command's report) as Markdown: ``# title``, the
+    ``lead`` paragraphs, then one ``##`` per section."""
+    lines = [f"# {_md_inline(title)}", ""]
+    for text in lead:
+        lines += [_md_inline(text), ""]
+    for section in secs:
         lines += [f"## {section.title}", ""]
         for block in section.blocks:
             lines += _md_block(block)

@@ -24,7 +24,7 @@ FLOORS: list[set[str]] = [
     {"targets"},
     {"generator"},
     {"judge"},
-    {"harness", "bench", "suite", "chaos", "faultproxy"},
+    {"harness", "bench", "suite", "chaos", "faultproxy", "capacity"},
     {"__init__", "profiles", "cli"},  # the face: what users import and run
 ]
 FACE = FLOORS[-1]
