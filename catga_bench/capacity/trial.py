@@ -7,12 +7,19 @@ options, plus ``--catga-stop-on-breach-s`` (the harness stops it after sustained
 the trial's length plus ``WARMUP_S`` (Locust counts start-up in ``-t``). Its
 ``report.json`` is judged by :func:`judge_trial`:
 
-* **INVALID** when the generator did not offer the load: sent < 98 % of the rate, more than 2 %
-  of the due messages never sent, or the schedule more than ``MAX_BEHIND_S`` behind. That is the
-  generator's limit, never the system's.
+* **INVALID** when the generator did not offer the load: more than 2 % of the messages that fell
+  due were never sent (its own schedule: ``generator.dropped_sends``), the schedule fell more than
+  ``MAX_BEHIND_S`` behind at some moment, or the sent rate of the measured window is under
+  ``MIN_WINDOW_SHARE`` of the rate. That is the generator's limit, never the system's.
 * **FAIL** when a target of the scenario's SLO missed (except ``min_throughput``), the system
-  handled < 98 % of the rate, or the harness stopped the trial early.
+  handled < 98 % of what was sent in the same window, or the harness stopped the trial early.
 * **PASS** otherwise.
+
+Why the 98 % shares are not read off the window's rates against the asked rate: a trial's
+window is a few whole seconds, and the per-second counts of a short window wobble by a few per
+cent (a late loop tick moves messages into the next second). The generator's own accounting
+(due vs sent) is exact, and handled vs sent in the same window cancels the wobble; the window's
+sent rate is only checked coarsely (the gate's own 5 %).
 
 A run that wrote no report, sent nothing, or failed for another environment reason (broker
 down, service not ready) raises :class:`TrialBroken` (exit 3 for the command).
@@ -34,10 +41,10 @@ from catga_bench.judge.breach import BreachLimits, breached_seconds
 from catga_bench.judge.values import as_dict, as_list, as_number
 from catga_bench.processes.locust import locust_command
 
-#: the generator must offer, and the system handle, at least this share of the rate
+#: the generator must send, and the system handle, at least this share
 MIN_SHARE = 0.98
-#: more of the due messages never sent than this share: the generator did not offer the load
-MAX_DROPPED_SHARE = 0.02
+#: the window's sent rate at least this share of the asked rate (coarse: see above)
+MIN_WINDOW_SHARE = 0.95
 #: the generator's schedule fell further behind than this (s) at some moment: not offered
 MAX_BEHIND_S = 1.0
 #: SLO rows that are judged per second too (the others make a whole-run breach)
@@ -150,11 +157,13 @@ def _verdict(report: dict[str, Any], rate: float, sent_rate: float, achieved: fl
     sent = as_number(report.get("sent")) or 0.0
     dropped = as_number(gen.get("dropped_sends")) or 0.0
     behind = as_number(gen.get("max_behind_s")) or 0.0
-    if sent_rate < MIN_SHARE * rate - SLACK_MSG_S:
+    due = sent + dropped
+    if due and sent < MIN_SHARE * due:
+        return "INVALID", (f"the generator sent {sent:,.0f} of the {due:,.0f} messages that "
+                           f"fell due ({sent / due:.1%} < {MIN_SHARE:.0%})"), False
+    if sent_rate < MIN_WINDOW_SHARE * rate - SLACK_MSG_S:
         return "INVALID", (f"the generator offered {sent_rate:,.0f} of {rate:,.0f} msg/s "
-                           f"({sent_rate / rate:.1%} < {MIN_SHARE:.0%})"), False
-    if dropped > MAX_DROPPED_SHARE * (sent + dropped):
-        return "INVALID", f"the generator never sent {dropped:,.0f} due messages", False
+                           f"({sent_rate / rate:.1%} < {MIN_WINDOW_SHARE:.0%})"), False
     if behind > MAX_BEHIND_S:
         return "INVALID", (f"the generator fell {behind:.2f} s behind its schedule "
                            f"(> {MAX_BEHIND_S:g} s)"), False
@@ -162,9 +171,9 @@ def _verdict(report: dict[str, Any], rate: float, sent_rate: float, achieved: fl
     reasons = [f"{r.get('name')} {r.get('value')} {r.get('op')} {r.get('limit')} missed"
                for r in missed]
     whole = any(r.get("name") not in PER_SECOND_ROWS for r in missed)
-    if achieved < MIN_SHARE * rate - SLACK_MSG_S:
-        reasons.append(f"handled {achieved:,.0f} of {rate:,.0f} msg/s "
-                       f"({achieved / rate:.1%} < {MIN_SHARE:.0%})")
+    if achieved < MIN_SHARE * sent_rate - SLACK_MSG_S:
+        reasons.append(f"handled {achieved:,.0f} of the {sent_rate:,.0f} msg/s sent "
+                       f"({achieved / sent_rate:.1%} < {MIN_SHARE:.0%})")
         whole = True
     if stopped:
         reasons.insert(0, "stopped early after sustained SLO breach")
