@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -193,15 +194,20 @@ def _p99_limit(report: dict[str, Any] | None) -> float | None:
 
 
 def _end_trial(result: SearchResult, rate: float | None) -> dict[str, Any]:
-    """P99 and achieved rate of the trials at ``rate`` (the final ones first)."""
+    """P99 and achieved rate at ``rate``: the medians of its final trials, else of its search
+    trials."""
     if rate is None:
         return {}
     at = [t for t in result.trials if abs(t.rate - rate) <= 1e-6 * rate]
-    at.sort(key=lambda t: t.phase != "final")
+    finals = [t for t in at if t.phase == "final"]
+    at = finals or at
     if not at:
         return {}
-    return {"p99_ms": at[0].p99_ms, "achieved_rate": at[0].achieved_rate,
-            "verdict": at[0].verdict}
+    p99s = [t.p99_ms for t in at if t.p99_ms is not None]
+    achieved = [t.achieved_rate for t in at if t.achieved_rate is not None]
+    return {"p99_ms": statistics.median(p99s) if p99s else None,
+            "achieved_rate": statistics.median(achieved) if achieved else None,
+            "trials": len(at), "phase": at[0].phase}
 
 
 def _nats_passthrough(extra: list[str]) -> list[str]:
@@ -233,9 +239,10 @@ def _measure_ceiling(kind: str, args: argparse.Namespace, out_dir: Path, started
                          extra=passthrough, stop_on_breach_s=args.stop_on_breach_s)
     session = _Session(runner, started, "ceiling")
     left = args.max_time - (time.monotonic() - started)
-    settings = _settings(args, start_rate, trial_s=max(2.0, round(args.trial_s * 0.6)),
-                         final_trials=0, width=max(args.width, 0.1), max_time_s=left,
-                         max_rate=None)
+    # the same trial length as the system's search: shorter trials see fewer latency spikes
+    # and would put the ceiling too high to compare with
+    settings = _settings(args, start_rate, final_trials=0, width=max(args.width, 0.1),
+                         max_time_s=left, max_rate=None)
     search = CapacitySearch(settings, lambda r, s, ph: session(r, s, "ceiling"), lambda: (
         time.monotonic() - started) - (args.max_time - left))
     try:
