@@ -10,7 +10,7 @@ class Noop(CatgaUser):
     scenario = Scenario(
         name="noop",
         description="the generator's ceiling: embedded core, one no-op handler, QoS 0",
-        rate=1000,
+        rate=10_000,  # capacity starts at rate / 8
         qos=0,
         streams=[Stream("Noop", handlers=[profiles.HandlerSpec("noop", profiles.Fast())])],
         slo=SLOTargets(p99_ms=100, max_error_ratio=0.0),

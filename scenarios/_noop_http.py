@@ -14,7 +14,7 @@ class NoopHttp(CatgaUser):
     scenario = Scenario(
         name="noop_http",
         description="the generator's ceiling over HTTP: the Node example service",
-        rate=1000,
+        rate=10_000,  # capacity starts at rate / 8
         qos=0,
         streams=[],  # from the document
         sut="http",

@@ -13,7 +13,7 @@ class NoopNats(CatgaUser):
     scenario = Scenario(
         name="noop_nats",
         description="the generator's ceiling over NATS: an echo service, QoS 0",
-        rate=1000,
+        rate=10_000,  # capacity starts at rate / 8
         qos=0,
         streams=[],  # from the document
         sut="asyncapi",

@@ -9,8 +9,9 @@ the trial's length plus ``WARMUP_S`` (Locust counts start-up in ``-t``). Its
 
 * **INVALID** when the generator did not offer the load: more than 2 % of the messages that fell
   due were never sent (its own schedule: ``generator.dropped_sends``), the schedule fell more than
-  ``MAX_BEHIND_S`` behind at some moment, or the sent rate of the measured window is under
-  ``MIN_WINDOW_SHARE`` of the rate. That is the generator's limit, never the system's.
+  ``MAX_BEHIND_S`` behind at some moment, or the sent rate of the measured window (of at least
+  ``MIN_WINDOW_S`` whole seconds) is under ``MIN_WINDOW_SHARE`` of the rate. That is the
+  generator's limit, never the system's.
 * **FAIL** when a target of the scenario's SLO missed (except ``min_throughput``), the system
   handled < 98 % of what was sent in the same window, or the harness stopped the trial early.
 * **PASS** otherwise.
@@ -56,6 +57,9 @@ SHORTFALL_PREFIX = "the generator issued"
 #: Locust's -t counts from before the generator (and a service it starts) is up: each trial
 #: runs this much longer than asked, so its measured window is about the length asked
 WARMUP_S = 2.0
+#: the window's sent rate is judged only over at least this many whole seconds (a shorter run's
+#: rate is taken from the harness's start, before the generator's target was open)
+MIN_WINDOW_S = 2.0
 #: whole messages per second of slack in the share checks (counts per second are integers)
 SLACK_MSG_S = 1.0
 #: seconds a trial may take beyond its length (start-up, drain, report) before it is killed
@@ -161,7 +165,8 @@ def _verdict(report: dict[str, Any], rate: float, sent_rate: float, achieved: fl
     if due and sent < MIN_SHARE * due:
         return "INVALID", (f"the generator sent {sent:,.0f} of the {due:,.0f} messages that "
                            f"fell due ({sent / due:.1%} < {MIN_SHARE:.0%})"), False
-    if sent_rate < MIN_WINDOW_SHARE * rate - SLACK_MSG_S:
+    window = as_number(report.get("duration_s")) or 0.0
+    if window >= MIN_WINDOW_S and sent_rate < MIN_WINDOW_SHARE * rate - SLACK_MSG_S:
         return "INVALID", (f"the generator offered {sent_rate:,.0f} of {rate:,.0f} msg/s "
                            f"({sent_rate / rate:.1%} < {MIN_WINDOW_SHARE:.0%})"), False
     if behind > MAX_BEHIND_S:

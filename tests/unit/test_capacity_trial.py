@@ -27,7 +27,7 @@ def report(rate: float = 1000.0, *, sent_rate: float | None = None,
     n = len(p99s)
     sent_rate = rate if sent_rate is None else sent_rate
     return {
-        "sent": int(sent_rate * n), "sent_rate": sent_rate,
+        "sent": int(sent_rate * n), "sent_rate": sent_rate, "duration_s": float(n),
         "achieved_rate": sent_rate if achieved is None else achieved,
         "latency_ms": {"p99": max((p for p in p99s if p is not None), default=None)},
         "slo": slo if slo is not None else [row("p99_latency", 100, 5, True),
@@ -62,6 +62,12 @@ def test_fail_on_a_missed_latency_target_is_per_second() -> None:
 def test_window_wobble_within_5_percent_is_not_invalid() -> None:
     # 970 of 1,000 msg/s in a short window, but nothing due was left unsent: offered
     assert judge_trial(report(sent_rate=970.0), 1000, 3, "search").verdict == "PASS"
+
+
+def test_a_window_under_2_s_is_not_judged_by_its_rate() -> None:
+    # the harness's start is before the target opened: a short run's rate reads low
+    short = {**report(sent_rate=900.0), "duration_s": 1.6}
+    assert judge_trial(short, 1000, 3, "search").verdict == "PASS"
 
 
 def test_fail_on_loss_breaches_the_whole_trial() -> None:
