@@ -108,8 +108,9 @@ def _trials_table(trials: list[Any]) -> Table:
 
 
 def plot_svg(doc: dict[str, Any]) -> str:
-    """Two panels against the offered rate (log x): P99 (ms, log) and the achieved rate, each
-    trial a point by verdict, the P99 limit dashed and the bracket shaded. Inline SVG."""
+    """Two panels against the offered rate (log x): P99 (ms, log) and the achieved rate (log),
+    each trial a point by verdict (final trials larger and hollow), the P99 limit dashed and the
+    bracket shaded. Inline SVG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -133,14 +134,20 @@ def _draw(fig: Figure, doc: dict[str, Any]) -> None:
     trials = [as_dict(t) for t in as_list(res.get("trials"))]
     lat, thr = fig.subplots(2, 1, sharex=True)
     for verdict, (marker, color) in STYLE.items():
-        xs = [t for t in trials if t.get("verdict") == verdict]
-        if not xs:
-            continue
-        rates = [float(t["rate"]) for t in xs]
-        lat.scatter(rates, [as_number(t.get("p99_ms")) or float("nan") for t in xs],
-                    marker=marker, color=color, label=verdict.lower())
-        thr.scatter(rates, [as_number(t.get("achieved_rate")) or float("nan") for t in xs],
-                    marker=marker, color=color, label=verdict.lower())
+        for final in (False, True):
+            xs = [t for t in trials if t.get("verdict") == verdict
+                  and (t.get("phase") == "final") == final]
+            if not xs:
+                continue
+            label = verdict.lower() + (" (final trial)" if final else "")
+            style = {"marker": marker, "label": label, "s": 70 if final else 30,
+                     **({"facecolors": "none", "edgecolors": color} if final and marker != "x"
+                        else {"color": color})}
+            rates = [float(t["rate"]) for t in xs]
+            lat.scatter(rates, [as_number(t.get("p99_ms")) or float("nan") for t in xs],
+                        **style)
+            thr.scatter(rates, [as_number(t.get("achieved_rate")) or float("nan") for t in xs],
+                        **style)
     limit = as_number(doc.get("p99_limit_ms"))
     if limit is not None:
         lat.axhline(limit, linestyle="--", color="tab:red", linewidth=1,
@@ -159,7 +166,8 @@ def _draw(fig: Figure, doc: dict[str, Any]) -> None:
             ax.axvline(ceiling, color="black", linestyle="-.", linewidth=1,
                        label="generator ceiling")
     lat.set_ylabel("P99 latency (ms, log)")
-    thr.set_ylabel("achieved msg/s")
+    thr.set_ylabel("achieved msg/s (log)")
+    thr.set_yscale("log")
     thr.set_xlabel("offered rate (msg/s, log)")
     for ax in (lat, thr):
         ax.set_xscale("log")
