@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from gevent.event import Event
 from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
@@ -86,6 +87,7 @@ class Harness:
         self.sut = SystemUnderTest(self)
         self._report_dir: Path | None = None
         self.breach_watch: BreachWatch | None = None
+        self._judged = Event()  # set once finish() has built the report
 
     # ----------------------------------------------------------------- roles
     @property
@@ -307,10 +309,19 @@ class Harness:
 
     # ----------------------------------------------------------------- judging side
     def finish(self) -> None:
-        """Collect payloads (local, or from every worker), build the report, write it."""
+        """Collect payloads (local, or from every worker), build the report, write it. A second
+        caller (Locust's -t timer quitting while an early stop is still judging) waits for the
+        first: the loop must not be stopped under the drain."""
         if self.finished:
+            self._judged.wait(timeout=180)
             return
         self.finished = True
+        try:
+            self._finish()
+        finally:
+            self._judged.set()
+
+    def _finish(self) -> None:
         stopped_at = time.time()
         env_failures: list[str] = []
         if self.is_master:
@@ -508,8 +519,8 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     if harness.is_worker:
         harness.shutdown()
         return
-    if not harness.finished and isinstance(environment.runner, LocalRunner | MasterRunner):
-        harness.finish()
+    if isinstance(environment.runner, LocalRunner | MasterRunner):
+        harness.finish()  # judges, or waits for a judgement under way
     harness.shutdown()
     if harness.report is not None:
         _print_summary(harness)

@@ -91,3 +91,32 @@ def test_hidden_option_parsed_and_checked() -> None:
     assert parse_options(SimpleNamespace()).stop_on_breach_s == 0
     with pytest.raises(ConfigError, match="--catga-stop-on-breach-s"):
         parse_options(SimpleNamespace(catga_stop_on_breach_s="-1"))
+
+
+def test_a_second_finish_waits_for_the_first() -> None:
+    """The early stop's quit judges the run in one greenlet while Locust's -t timer quits in
+    another: the second must not go on to stop the loop under the first's drain."""
+    import gevent
+    from gevent.event import Event
+
+    from catga_bench.harness.plugin import Harness
+
+    events: list[str] = []
+    harness = Harness.__new__(Harness)
+    harness.finished = False
+    harness._judged = Event()
+
+    def slow_finish() -> None:
+        events.append("judging")
+        gevent.sleep(0.2)
+        events.append("judged")
+
+    harness._finish = slow_finish  # type: ignore[method-assign]
+
+    def second() -> None:
+        gevent.sleep(0.05)
+        harness.finish()
+        events.append("second returned")
+
+    gevent.joinall([gevent.spawn(harness.finish), gevent.spawn(second)], timeout=5)
+    assert events == ["judging", "judged", "second returned"]
