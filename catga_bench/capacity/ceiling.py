@@ -11,7 +11,8 @@ http       the Node example service's ``POST /orders`` (examples/order-service-n
 
 The kind matching a run comes from its first trial's report (``transport`` and ``sut.kind``).
 A measured ceiling is kept in a small cache (``$XDG_CACHE_HOME/catga-bench/``, one file per
-kind and P99 limit) for ``CACHE_MAX_AGE_S``: later capacity runs within the hour reuse it.
+kind, P99 limit and trial length) for ``CACHE_MAX_AGE_S``: later capacity runs within the hour
+reuse it.
 """
 
 from __future__ import annotations
@@ -58,15 +59,16 @@ def matching_kind(report: dict[str, Any]) -> str | None:
     return "nats"
 
 
-def _cache_path(kind: str, p99_ms: float | None) -> Path:
+def _cache_path(kind: str, p99_ms: float | None, trial_s: float) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     limit = "none" if p99_ms is None else f"{p99_ms:g}"
-    return base / "catga-bench" / f"ceiling-{kind}-p99-{limit}.json"
+    return base / "catga-bench" / f"ceiling-{kind}-p99-{limit}-trial-{trial_s:g}s.json"
 
 
-def load_cached(kind: str, p99_ms: float | None) -> dict[str, Any] | None:
-    """A ceiling measured within ``CACHE_MAX_AGE_S`` on this host, or None."""
-    path = _cache_path(kind, p99_ms)
+def load_cached(kind: str, p99_ms: float | None, trial_s: float) -> dict[str, Any] | None:
+    """A ceiling of this kind, P99 limit and trial length measured within
+    ``CACHE_MAX_AGE_S`` on this host, or None."""
+    path = _cache_path(kind, p99_ms, trial_s)
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -76,9 +78,9 @@ def load_cached(kind: str, p99_ms: float | None) -> dict[str, Any] | None:
     return {**doc, "cached": str(path)} if fresh and same_host else None
 
 
-def store(kind: str, p99_ms: float | None, summary: dict[str, Any]) -> None:
+def store(kind: str, p99_ms: float | None, trial_s: float, summary: dict[str, Any]) -> None:
     """Keep a measured ceiling for later runs (failures to write are ignored)."""
-    path = _cache_path(kind, p99_ms)
+    path = _cache_path(kind, p99_ms, trial_s)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**summary, "host": platform.node(),

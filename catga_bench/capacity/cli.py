@@ -225,7 +225,7 @@ def _measure_ceiling(kind: str, args: argparse.Namespace, out_dir: Path, started
     """The generator's ceiling of ``kind`` (cached, or measured with short trials in what is
     left of the budget). Never raises: a failure is reported in the dict."""
     if not fresh:
-        cached = ceil.load_cached(kind, p99_ms)
+        cached = ceil.load_cached(kind, p99_ms, args.trial_s)
         if cached is not None:
             return cached
     try:
@@ -251,7 +251,7 @@ def _measure_ceiling(kind: str, args: argparse.Namespace, out_dir: Path, started
         return {"kind": kind, "error": str(exc), "trials": len(search.trials)}
     summary = ceil.summary(kind, result, p99_ms)
     if result.outcome in ("bracket", "at_max_rate"):
-        ceil.store(kind, p99_ms, summary)
+        ceil.store(kind, p99_ms, args.trial_s, summary)
     return summary
 
 
@@ -293,7 +293,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     def on_first(report: dict[str, Any]) -> None:
         kind = ceil.matching_kind(report)
         if kind is None or (args.ceiling == "auto" and
-                            ceil.load_cached(kind, _p99_limit(report)) is not None):
+                            ceil.load_cached(kind, _p99_limit(report), args.trial_s) is not None):
             reserve[0] = 0.0  # nothing to measure later: the search may use it all
 
     session.on_first = on_first
@@ -317,7 +317,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if kind_only:
         ceiling = {**ceil.summary(kind_only, result, p99_ms), "source": "this search"}
         if result.outcome in ("bracket", "at_max_rate"):
-            ceil.store(kind_only, p99_ms, ceiling)
+            ceil.store(kind_only, p99_ms, args.trial_s, ceiling)
     elif args.ceiling != "off" and broken is None:
         kind = ceil.matching_kind(first)
         if kind is None:
