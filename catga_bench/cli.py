@@ -68,6 +68,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("catga_bench.compare.cli",
                 "did the candidate get slower than the baseline? runs compared with statistics "
                 "(catga-bench compare BASELINE CANDIDATE, --self-test; --help)"),
+    "capacity": ("catga_bench.capacity.cli",
+                 "the highest rate a scenario's system holds under its SLO, as a bracket, "
+                 "with the generator's ceiling (catga-bench capacity --help)"),
     "chaos": ("catga_bench.chaos",
               "run chaos experiments (catga-bench chaos run FILE [--journal PATH] [--var k=v]; "
               "experiments/ has the shipped ones)"),

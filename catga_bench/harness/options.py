@@ -62,6 +62,8 @@ def add_arguments(parser: Any) -> None:
     # set by the master of a distributed run; Locust ships it to the workers (black-box runs:
     # every generator's correlation ids start with it, so siblings' outputs are not strangers)
     g.add_argument("--catga-run", default="", help=argparse.SUPPRESS)
+    # set by `catga-bench capacity` on its trials: quit after N seconds of sustained SLO breach
+    g.add_argument("--catga-stop-on-breach-s", default="0", help=argparse.SUPPRESS)
     g.add_argument("--sut-running", action="store_true", default=False,
                    help="The service is already running: do not start the document's "
                         "x-catga-bench.process (a chaos experiment, or your own dev loop)")
@@ -130,6 +132,7 @@ class RunOptions:
     sut: str | None = None  # None: the scenario's
     sut_spec: str | None = None  # None: the scenario's
     nats_url: str | None = None  # an explicit --nats-url / CATGA_NATS_URL, else None
+    stop_on_breach_s: int = 0  # > 0: stop after this many seconds of sustained SLO breach
 
 
 def _number(option: str, raw: str, kind: type, *, minimum: float, strict: bool) -> Any:
@@ -200,9 +203,12 @@ def parse_options(ns: Any) -> RunOptions:
     SLOTargets().merged(overrides)  # validate ranges now (ratio <= 1, ...)
     sut, sut_spec = _sut(ns)
     nats_url = getattr(ns, "nats_url", None) or os.environ.get("CATGA_NATS_URL")
+    stop_s = _number("--catga-stop-on-breach-s",
+                     str(getattr(ns, "catga_stop_on_breach_s", "0") or "0"), int, minimum=0,
+                     strict=False)
     return RunOptions(transport, broker_url, rate_v, qos_v, handlers_v,
                       getattr(ns, "report_dir", None), port, overrides, sut, sut_spec,
-                      nats_url)
+                      nats_url, stop_s)
 
 
 def _sut(ns: Any) -> tuple[str | None, str | None]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from gevent.event import Event
 from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
@@ -29,9 +30,11 @@ from pydantic import ValidationError
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_USAGE, ConfigError
 from catga_bench.generator.generator import Generator
 from catga_bench.generator.payload import RunPayload
+from catga_bench.harness.breach_watch import BreachWatch
 from catga_bench.harness.bridge import BridgeError, LoopThread
 from catga_bench.harness.options import RunOptions, add_arguments, parse_options
 from catga_bench.harness.systems import SystemUnderTest
+from catga_bench.judge.breach import BreachLimits
 from catga_bench.judge.gate import RunFacts, build_report
 from catga_bench.targets.base import Target, TargetUnavailable
 from catga_bench.targets.defects import defects_from_env
@@ -83,6 +86,8 @@ class Harness:
         #: on the master; None otherwise
         self.sut = SystemUnderTest(self)
         self._report_dir: Path | None = None
+        self.breach_watch: BreachWatch | None = None
+        self._judged = Event()  # set once finish() has built the report
 
     # ----------------------------------------------------------------- roles
     @property
@@ -144,6 +149,19 @@ class Harness:
         if self.options.metrics_port:
             self._start_metrics()
         gevent.spawn(self._pump_logs_forever)
+        if self.options.stop_on_breach_s and not self.is_worker:
+            self._watch_breaches(self.options.stop_on_breach_s)
+
+    def _watch_breaches(self, seconds: int) -> None:
+        """Quit the run after ``seconds`` of sustained SLO breach (harness/breach_watch.py)."""
+        limits = BreachLimits(self.targets.p99_ms, self.targets.max_error_ratio)
+        self.breach_watch = watch = BreachWatch(seconds, limits)
+        runner = self.env.runner
+        generator = self.generator
+        if runner is None or generator is None:
+            return
+        gevent.spawn(watch.watch, lambda: generator.timeline.rows, runner.quit,
+                     lambda: not self.finished)
 
     def _environment_failure(self, exc: Exception) -> None:
         """No verdict (exit 3): print the reason (one line, then any indented detail such as a
@@ -291,10 +309,19 @@ class Harness:
 
     # ----------------------------------------------------------------- judging side
     def finish(self) -> None:
-        """Collect payloads (local, or from every worker), build the report, write it."""
+        """Collect payloads (local, or from every worker), build the report, write it. A second
+        caller (Locust's -t timer quitting while an early stop is still judging) waits for the
+        first: the loop must not be stopped under the drain."""
         if self.finished:
+            self._judged.wait(timeout=180)
             return
         self.finished = True
+        try:
+            self._finish()
+        finally:
+            self._judged.set()
+
+    def _finish(self) -> None:
         stopped_at = time.time()
         env_failures: list[str] = []
         if self.is_master:
@@ -335,6 +362,8 @@ class Harness:
             sut=sut,
         )
         self.report = build_report(merged, facts, self.targets)
+        if self.breach_watch is not None:
+            self.breach_watch.annotate(self.report)
         self.exit_code = self.report["exit_code"]
         try:
             self.write_report()
@@ -490,8 +519,8 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     if harness.is_worker:
         harness.shutdown()
         return
-    if not harness.finished and isinstance(environment.runner, LocalRunner | MasterRunner):
-        harness.finish()
+    if isinstance(environment.runner, LocalRunner | MasterRunner):
+        harness.finish()  # judges, or waits for a judgement under way
     harness.shutdown()
     if harness.report is not None:
         _print_summary(harness)

@@ -36,6 +36,15 @@ def markdown_document(headline: list[str], body: list[Section]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def markdown_page(title: str, lead: list[str], secs: list[Section]) -> str:
+    """Any document of sections (another command's report) as Markdown: ``# title``, the
+    ``lead`` paragraphs, then one ``##`` per section (:func:`markdown_document`)."""
+    headline = [f"# {_md_inline(title)}", ""]
+    for text in lead:
+        headline += [_md_inline(text), ""]
+    return markdown_document(headline, secs)
+
+
 def _md_headline(r: dict[str, Any]) -> list[str]:
     return [
         f"# catga-bench report: {_md_inline(one_line(r.get('scenario')))}", "",

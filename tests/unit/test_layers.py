@@ -26,7 +26,7 @@ FLOORS: list[set[str]] = [
     {"generator"},
     {"judge"},
     {"compare"},  # may render with judge/; the gate (suite/) may call it
-    {"harness", "bench", "suite", "chaos", "faultproxy"},
+    {"harness", "bench", "suite", "chaos", "faultproxy", "capacity"},
     {"scaffold"},  # catga-bench init: copies its templates, needs only errors
     {"__init__", "profiles", "cli"},  # the face: what users import and run
 ]
