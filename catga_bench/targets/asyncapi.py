@@ -38,14 +38,12 @@ from typing import Any
 
 import orjson
 
-from catga_bench.targets.base import OutcomeSink, SystemFigures, Target, TargetUnavailable
+from catga_bench.targets.base import OutcomeSink, SystemFigures, TargetUnavailable
 from catga_bench.targets.base import wait_for_outcomes as _wait
 from catga_bench.targets.blackbox import (
     LATE_GRACE_S,
-    OutputReader,
+    BlackBoxTarget,
     connect_nats,
-    input_message,
-    new_run_id,
     pointer_get,
     pointer_set,
     render,
@@ -57,7 +55,7 @@ from core import ErrorCode, Result
 log = logging.getLogger("catga.bench")
 
 
-class AsyncApiTarget(Target):
+class AsyncApiTarget(BlackBoxTarget):
     """The service ``spec`` describes, driven over NATS (see the module docstring).
 
     Args:
@@ -78,19 +76,12 @@ class AsyncApiTarget(Target):
     def __init__(self, spec: SutSpec, url: str | None = None, *,
                  publish_timeout_s: float = 5.0, late_grace_s: float = LATE_GRACE_S,
                  run: str | None = None) -> None:
-        self.spec = spec
+        self._bind_spec(spec, run)
         server = spec.server("nats")
         self.url = url or (server.url() if server is not None else None)
         self.publish_timeout_s = publish_timeout_s
         self.late_grace_s = late_grace_s
-        self.run_id = new_run_id(run)
         self.publish_errors = 0
-        op = spec.input_operation()
-        self.input_subject = op.channel.address
-        self.input_correlation = op.messages[0].correlation if op.messages else None
-        self.template = dict(spec.bench.payload)
-        self.qos = spec.bench.qos
-        self.outputs = OutputReader(self.run_id, spec.output_operations())
         self._nc: Any = None
         self._js: Any = None
         self._sink: OutcomeSink | None = None
@@ -98,11 +89,6 @@ class AsyncApiTarget(Target):
         self._queue0: list[tuple[int, int, int, bytes, dict[str, str] | None]] = []
         self._wake0 = asyncio.Event()
         self._writer0: asyncio.Task[None] | None = None
-
-    @property
-    def outputs_received(self) -> int:
-        """Outputs read so far (of any class)."""
-        return self.outputs.outputs_received
 
     # ----------------------------------------------------------------- opening
     async def open(self, plan: RunPlan, sink: OutcomeSink) -> None:
@@ -120,12 +106,8 @@ class AsyncApiTarget(Target):
                                                                    name="inputs-qos0")
 
     # ----------------------------------------------------------------- sending
-    def correlation_id(self, stream: int, seq: int) -> str:
-        return f"{self.run_id}.{stream}.{seq}"
-
     def offer(self, stream: int, seq: int, copies: int = 1) -> None:
-        payload, headers = input_message(self.template, self.input_correlation,
-                                         self.correlation_id(stream, seq), seq)
+        payload, headers = self.input_for(stream, seq)
         body = orjson.dumps(payload)
         if not self.qos:  # core NATS: queued for one writer task, no task per message
             self._queue0.append((stream, seq, copies, body, headers or None))
@@ -139,15 +121,15 @@ class AsyncApiTarget(Target):
 
     async def _publish(self, body: bytes, headers: dict[str, str]) -> None:
         if self.qos:
-            await self._js.publish(self.input_subject, body, timeout=self.publish_timeout_s,
+            await self._js.publish(self.input_address, body, timeout=self.publish_timeout_s,
                                    headers=headers or None)
         else:
-            await self._nc.publish(self.input_subject, body, headers=headers or None)
+            await self._nc.publish(self.input_address, body, headers=headers or None)
 
     async def _write_qos0(self) -> None:
         """Publish the queued QoS 0 inputs in the order offered (core NATS: each publish only
         appends to the client's buffer; nats-py's flusher writes it out)."""
-        nc, subject = self._nc, self.input_subject
+        nc, subject = self._nc, self.input_address
         while True:
             await self._wake0.wait()
             self._wake0.clear()

@@ -39,8 +39,14 @@ from typing import Any
 import orjson
 from jsonschema.validators import validator_for
 
-from catga_bench.targets.base import OutcomeSink, TargetUnavailable
-from catga_bench.workload.asyncapi import Correlation, SpecMessage, SpecOperation, pointer_tokens
+from catga_bench.targets.base import OutcomeSink, Target, TargetUnavailable
+from catga_bench.workload.asyncapi import (
+    Correlation,
+    SpecMessage,
+    SpecOperation,
+    SutSpec,
+    pointer_tokens,
+)
 from catga_bench.workload.plan import RunPlan
 from core import Result
 
@@ -304,3 +310,49 @@ class OutputReader:
 
 __all__ = ["LATE_GRACE_S", "OutputReader", "connect_nats", "input_message", "new_run_id",
            "pointer_get", "pointer_set", "render"]
+
+
+class BlackBoxTarget(Target):
+    """The input side every black-box target shares, whatever carries it (NATS, Redis Streams,
+    HTTP): the run id, the stamped correlation id ``<run>.<stream>.<seq>``, the payload template
+    and the :class:`OutputReader` of the spec's output operations.
+
+    A subclass calls :meth:`_bind_spec` first in its ``__init__``.
+    """
+
+    spec: SutSpec
+    run_id: str
+    input_address: str
+    input_correlation: Correlation | None
+    template: dict[str, Any]
+    qos: int | None
+    outputs: OutputReader
+
+    def _bind_spec(self, spec: SutSpec, run: str | None, *,
+                   outputs_required: bool = True) -> None:
+        """Take the input operation and output operations of ``spec``; ``run`` is the id a
+        distributed run's master shares (None: one generator). ``outputs_required=False``
+        allows a document with no output operation (HTTP: the response completes)."""
+        self.spec = spec
+        self.run_id = new_run_id(run)
+        op = spec.input_operation()
+        self.input_address = op.channel.address
+        self.input_correlation = op.messages[0].correlation if op.messages else None
+        self.template = dict(spec.bench.payload)
+        self.qos = spec.bench.qos
+        self.outputs = OutputReader(self.run_id,
+                                    spec.output_operations(required=outputs_required))
+
+    @property
+    def outputs_received(self) -> int:
+        """Outputs read so far (of any class)."""
+        return self.outputs.outputs_received
+
+    def correlation_id(self, stream: int, seq: int) -> str:
+        return f"{self.run_id}.{stream}.{seq}"
+
+    def input_for(self, stream: int, seq: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """The input message of ``seq``: its payload and headers, correlation id stamped
+        (:func:`input_message`)."""
+        return input_message(self.template, self.input_correlation,
+                             self.correlation_id(stream, seq), seq)

@@ -52,16 +52,13 @@ from catga_bench.targets.base import (
     LabelledError,
     OutcomeSink,
     SystemFigures,
-    Target,
     TargetUnavailable,
 )
 from catga_bench.targets.base import wait_for_outcomes as _wait
 from catga_bench.targets.blackbox import (
     LATE_GRACE_S,
-    OutputReader,
+    BlackBoxTarget,
     connect_nats,
-    input_message,
-    new_run_id,
 )
 from catga_bench.workload.asyncapi import SutSpec
 from catga_bench.workload.http import http_input
@@ -77,7 +74,7 @@ CONNECT_CHECK_S = 3.0
 _OK: Result[Any] = Result.success(None)
 
 
-class HttpTarget(Target):
+class HttpTarget(BlackBoxTarget):
     """The service ``spec`` describes, driven over HTTP (see the module docstring).
 
     Args:
@@ -101,17 +98,12 @@ class HttpTarget(Target):
     def __init__(self, spec: SutSpec, host: str | None = None, *,
                  nats_url: str | None = None, connections: int = CONNECTIONS,
                  late_grace_s: float = LATE_GRACE_S, run: str | None = None) -> None:
-        self.spec = spec
+        self._bind_spec(spec, run, outputs_required=False)
         self.request = http_input(spec, host)
         self.url = self.request.url
         self.method = self.request.method
         self.connections = connections
         self.late_grace_s = late_grace_s
-        self.run_id = new_run_id(run)
-        op = spec.input_operation()
-        self.input_correlation = op.messages[0].correlation if op.messages else None
-        self.template = dict(spec.bench.payload)
-        self.outputs = OutputReader(self.run_id, spec.output_operations(required=False))
         server = spec.server("nats")
         self.nats_url = nats_url or (server.url() if server is not None else None)
         parts = urlsplit(self.url)
@@ -169,12 +161,8 @@ class HttpTarget(Target):
             await writer.wait_closed()
 
     # ----------------------------------------------------------------- sending
-    def correlation_id(self, stream: int, seq: int) -> str:
-        return f"{self.run_id}.{stream}.{seq}"
-
     def offer(self, stream: int, seq: int, copies: int = 1) -> None:
-        payload, stamped = input_message(self.template, self.input_correlation,
-                                         self.correlation_id(stream, seq), seq)
+        payload, stamped = self.input_for(stream, seq)
         head = self._head
         for name, value in stamped.items():
             head += f"{name}: {value}\r\n".encode("latin-1")

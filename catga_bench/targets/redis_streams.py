@@ -37,9 +37,12 @@ from typing import Any
 import orjson
 
 from catga_bench.errors import ConfigError
-from catga_bench.targets.base import OutcomeSink, SystemFigures, Target, TargetUnavailable
+from catga_bench.targets.base import OutcomeSink, SystemFigures, TargetUnavailable
 from catga_bench.targets.base import wait_for_outcomes as _wait
-from catga_bench.targets.blackbox import LATE_GRACE_S, OutputReader, input_message, new_run_id
+from catga_bench.targets.blackbox import (
+    LATE_GRACE_S,
+    BlackBoxTarget,
+)
 from catga_bench.workload.asyncapi import SutSpec
 from catga_bench.workload.plan import RunPlan
 from core import ErrorCode, Result
@@ -113,7 +116,7 @@ async def connect_redis(url: str, what: str) -> Any:
     return client
 
 
-class RedisStreamsTarget(Target):
+class RedisStreamsTarget(BlackBoxTarget):
     """The service ``spec`` describes, driven over Redis Streams (see the module docstring).
 
     Args:
@@ -137,25 +140,19 @@ class RedisStreamsTarget(Target):
 
     def __init__(self, spec: SutSpec, url: str | None = None, *,
                  late_grace_s: float = LATE_GRACE_S, run: str | None = None) -> None:
-        self.spec = spec
+        self._bind_spec(spec, run)
         server = spec.broker_server() if spec.input_broker() == "redis" else spec.server("redis")
         self.url = url or (server.url() if server is not None else None)
         self.late_grace_s = late_grace_s
-        self.run_id = new_run_id(run)
         self.publish_errors = 0
         self.read_errors = 0
         op = spec.input_operation()
-        self.input_stream = op.channel.address
-        self.input_correlation = op.messages[0].correlation if op.messages else None
         corr = self.input_correlation
         if corr is not None and corr.where == "header" and corr.path == PAYLOAD_FIELD:
             raise ConfigError(f"{spec.path}: {op.messages[0].pointer}/correlationId/location: "
                               f"the header {PAYLOAD_FIELD!r} is the entry field that holds the "
                               "payload over Redis Streams; allowed: another header name, or "
                               "$message.payload#/json/pointer")
-        self.template = dict(spec.bench.payload)
-        self.qos = spec.bench.qos
-        self.outputs = OutputReader(self.run_id, spec.output_operations())
         #: output stream key -> its output operations (two operations may share a stream)
         self._by_stream: dict[str, list[Any]] = {}
         for out in self.outputs.outputs:
@@ -167,11 +164,6 @@ class RedisStreamsTarget(Target):
         self._queue: list[tuple[int, int, int, dict[str, bytes | str]]] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def outputs_received(self) -> int:
-        """Outputs read so far (of any class)."""
-        return self.outputs.outputs_received
 
     # ----------------------------------------------------------------- opening
     async def open(self, plan: RunPlan, sink: OutcomeSink) -> None:
@@ -191,19 +183,15 @@ class RedisStreamsTarget(Target):
                        loop.create_task(self._write(), name="inputs-redis")]
 
     # ----------------------------------------------------------------- sending
-    def correlation_id(self, stream: int, seq: int) -> str:
-        return f"{self.run_id}.{stream}.{seq}"
-
     def offer(self, stream: int, seq: int, copies: int = 1) -> None:
-        payload, headers = input_message(self.template, self.input_correlation,
-                                         self.correlation_id(stream, seq), seq)
+        payload, headers = self.input_for(stream, seq)
         self._queue.append((stream, seq, copies, input_fields(payload, headers)))
         self._wake.set()
 
     async def _write(self) -> None:
         """XADD the queued inputs in the order offered, up to :data:`BATCH` a round trip; each
         copy is accepted once its XADD returned an id, a known failure when it failed."""
-        client, key = self._client, self.input_stream
+        client, key = self._client, self.input_address
         while True:
             await self._wake.wait()
             self._wake.clear()

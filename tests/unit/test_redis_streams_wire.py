@@ -72,7 +72,7 @@ def test_the_url_is_the_documents_redis_server_unless_given(tmp_path: Path) -> N
     assert RedisStreamsTarget(spec).url == "redis://10.0.0.9:6380"
     assert RedisStreamsTarget(spec, "redis://h:1").url == "redis://h:1"
     target = RedisStreamsTarget(spec)
-    assert (target.input_stream, list(target.read_from)) == ("orders:placed", [])
+    assert (target.input_address, list(target.read_from)) == ("orders:placed", [])
 
 
 def test_a_correlation_header_named_payload_is_a_config_error(tmp_path: Path) -> None:
