@@ -5,8 +5,9 @@ Per relative metric (P99, achieved rate): the medians, the candidate/baseline ra
 bootstrap interval, a one-sided Welch test that the ratio exceeds a margin and a one-sided
 Mann-Whitney test that must agree before a regression is called; three outcomes as Chromium
 Pinpoint gives them (regressed / same or better / inconclusive: run more), "same" only when the
-interval's one-sided upper bound (at the tests' level) clears the margin (criterion.rs). Errors, lost and duplicates are absolute
-limits. Ideas from Kayenta (Mann-Whitney with an effect-size margin), Pinpoint and criterion.rs.
+interval's one-sided upper bound (at the tests' level) clears the margin (criterion.rs). Errors,
+lost and duplicates are absolute limits. Ideas from Kayenta (Mann-Whitney with an effect-size
+margin), Pinpoint and criterion.rs.
 
 The gate's API: :func:`compare_folders` and :func:`load_runs`.
 """

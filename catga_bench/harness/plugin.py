@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gevent
-from gevent.event import Event
 from locust import events
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
@@ -32,6 +31,7 @@ from catga_bench.generator.generator import Generator
 from catga_bench.generator.payload import RunPayload
 from catga_bench.harness.breach_watch import BreachWatch
 from catga_bench.harness.bridge import BridgeError, LoopThread
+from catga_bench.harness.once import Once
 from catga_bench.harness.options import RunOptions, add_arguments, parse_options
 from catga_bench.harness.systems import SystemUnderTest
 from catga_bench.judge.breach import BreachLimits
@@ -78,7 +78,7 @@ class Harness:
         self.payloads: dict[str, dict[str, Any]] = {}
         self.report: dict[str, Any] | None = None
         self.exit_code: int | None = None
-        self.finished = False
+        self._once = Once(lambda: self._finish())  # a second finish() waits for the first
         self.start_error: str | None = None
         self._producers = 0
         self._metrics_server: Any = None
@@ -87,7 +87,6 @@ class Harness:
         self.sut = SystemUnderTest(self)
         self._report_dir: Path | None = None
         self.breach_watch: BreachWatch | None = None
-        self._judged = Event()  # set once finish() has built the report
 
     # ----------------------------------------------------------------- roles
     @property
@@ -161,7 +160,7 @@ class Harness:
         if runner is None or generator is None:
             return
         gevent.spawn(watch.watch, lambda: generator.timeline.rows, runner.quit,
-                     lambda: not self.finished)
+                     lambda: not self._once.started)
 
     def _environment_failure(self, exc: Exception) -> None:
         """No verdict (exit 3): print the reason (one line, then any indented detail such as a
@@ -220,7 +219,7 @@ class Harness:
 
     def _pump_logs_forever(self) -> None:
         next_progress = time.monotonic() + PROGRESS_EVERY_S
-        while self.bridge is not None and self.bridge.running and not self.finished:
+        while self.bridge is not None and self.bridge.running and not self._once.started:
             self.bridge.pump_logs()
             if time.monotonic() >= next_progress:
                 next_progress += PROGRESS_EVERY_S
@@ -266,7 +265,7 @@ class Harness:
         self.ensure_started()
         self._producers += 1
         producer = self._producers
-        if self.generator is not None and self.bridge is not None and not self.finished:
+        if self.generator is not None and self.bridge is not None and not self._once.started:
             self.bridge.call_soon(self.generator.set_producer_rate, producer, self.per_user_rate())
         return producer
 
@@ -312,14 +311,7 @@ class Harness:
         """Collect payloads (local, or from every worker), build the report, write it. A second
         caller (Locust's -t timer quitting while an early stop is still judging) waits for the
         first: the loop must not be stopped under the drain."""
-        if self.finished:
-            self._judged.wait(timeout=180)
-            return
-        self.finished = True
-        try:
-            self._finish()
-        finally:
-            self._judged.set()
+        self._once()
 
     def _finish(self) -> None:
         stopped_at = time.time()

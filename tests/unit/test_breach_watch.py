@@ -95,28 +95,25 @@ def test_hidden_option_parsed_and_checked() -> None:
 
 def test_a_second_finish_waits_for_the_first() -> None:
     """The early stop's quit judges the run in one greenlet while Locust's -t timer quits in
-    another: the second must not go on to stop the loop under the first's drain."""
+    another: the second must not go on to stop the loop under the first's drain. (gevent only:
+    importing the Locust plugin here would monkey-patch this test process.)"""
     import gevent
-    from gevent.event import Event
 
-    from catga_bench.harness.plugin import Harness
+    from catga_bench.harness.once import Once
 
     events: list[str] = []
-    harness = Harness.__new__(Harness)
-    harness.finished = False
-    harness._judged = Event()
 
     def slow_finish() -> None:
         events.append("judging")
         gevent.sleep(0.2)
         events.append("judged")
 
-    harness._finish = slow_finish  # type: ignore[method-assign]
+    once = Once(slow_finish)
 
     def second() -> None:
         gevent.sleep(0.05)
-        harness.finish()
+        once()
         events.append("second returned")
 
-    gevent.joinall([gevent.spawn(harness.finish), gevent.spawn(second)], timeout=5)
-    assert events == ["judging", "judged", "second returned"]
+    gevent.joinall([gevent.spawn(once), gevent.spawn(second)], timeout=5)
+    assert events == ["judging", "judged", "second returned"] and once.started
