@@ -3,31 +3,72 @@
 with exit 1 on the expected SLO target. A gate that cannot fail is worthless.
 
 One clean gate run covers every case involved (the session's ``clean_gate``, shared with
-test_gate_embedded.py); each defect then gets one run of the single case that must catch it.
+test_gate_embedded.py); each defect then gets one run of the single case that must catch it,
+as its own ``catga-bench gate`` process (two at a time: each must fail on its target, which
+sharing the CPU cannot undo).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _support import CleanGate
 
-from catga_bench.suite.cli import main as gate_main
-
 pytestmark = pytest.mark.slow
 
 CASES = ("high_fanout", "failing_handlers", "overload", "exactly_once")
 
 
-def _gate(tmp_path: Path, only: str) -> tuple[int, dict[str, Any]]:
-    out = tmp_path / "gate.json"
-    code = gate_main(["--profile", "ci", "--only", only, "--json", str(out),
-                      "--report-dir", str(tmp_path / "reports")])
-    assert out.exists(), f"gate exited {code} without writing {out}"
-    return code, json.loads(out.read_text())
+#: (defect, the case that must catch it, the target it must miss)
+DEFECT_CASES = [
+    ("block_loop", "high_fanout", "p99_latency"),
+    ("breaker_disabled", "failing_handlers", "breaker_opens_within"),
+    ("unbounded_queue", "overload", "min_rejected"),
+    ("dedup_off", "exactly_once", "duplicates"),
+    ("ack_before_handling", "failing_handlers", "lost"),
+]
+#: defect gates run at once: each is a separate `catga-bench gate` process with its own
+#: CATGA_BENCH_DEFECTS; the longest (unbounded_queue's overload, ~30 s) beside the rest
+PARALLEL = 2
+
+
+@pytest.fixture(scope="module")
+def defect_gates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any]]]:
+    """defect -> (exit code, --json document) of ``catga-bench gate --profile ci --only CASE``
+    with that defect seeded, PARALLEL gates at a time (longest first)."""
+    tmp = tmp_path_factory.mktemp("defect-gates")
+    order = sorted(DEFECT_CASES, key=lambda d: d[0] != "unbounded_queue")
+    env = {k: v for k, v in os.environ.items() if k != "CATGA_BENCH_DEFECTS"}
+    running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+    done: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def reap(proc_entry: tuple[str, subprocess.Popen[bytes], Path]) -> None:
+        defect, proc, out = proc_entry
+        code = proc.wait(timeout=300)
+        assert out.exists(), f"{defect}: gate exited {code} without writing {out}: " + \
+            (out.parent / "gate.log").read_text()[-2000:]
+        done[defect] = (code, json.loads(out.read_text()))
+
+    for defect, case, _ in order:
+        if len(running) == PARALLEL:
+            reap(running.pop(0))
+        out = tmp / defect / "gate.json"
+        out.parent.mkdir()
+        with open(out.parent / "gate.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "catga_bench.cli", "gate", "--profile", "ci", "--only",
+                 case, "--json", str(out), "--report-dir", str(out.parent / "reports")],
+                stdout=log, stderr=subprocess.STDOUT, env={**env, "CATGA_BENCH_DEFECTS": defect})
+        running.append((defect, proc, out))
+    for entry in running:
+        reap(entry)
+    return done
 
 
 def _case(doc: dict[str, Any], name: str) -> dict[str, Any]:
@@ -48,20 +89,11 @@ def test_clean_build_passes_every_case_that_must_catch_a_defect(clean_gate: Clea
     assert _case(doc, "overload")["figures"]["rejected"] > 0
 
 
-@pytest.mark.parametrize(
-    ("defect", "case", "target"),
-    [
-        ("block_loop", "high_fanout", "p99_latency"),
-        ("breaker_disabled", "failing_handlers", "breaker_opens_within"),
-        ("unbounded_queue", "overload", "min_rejected"),
-        ("dedup_off", "exactly_once", "duplicates"),
-        ("ack_before_handling", "failing_handlers", "lost"),
-    ],
-)
-def test_each_seeded_defect_fails_its_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           defect: str, case: str, target: str) -> None:
-    monkeypatch.setenv("CATGA_BENCH_DEFECTS", defect)
-    code, doc = _gate(tmp_path, case)
+@pytest.mark.parametrize(("defect", "case", "target"), DEFECT_CASES)
+def test_each_seeded_defect_fails_its_case(
+        defect_gates: dict[str, tuple[int, dict[str, Any]]], defect: str, case: str,
+        target: str) -> None:
+    code, doc = defect_gates[defect]
     row = _case(doc, case)
     assert code == 1, f"{defect}: gate exited {code}: {row['verdict']}"
     assert doc["defects"] == [defect] and doc["passed"] is False

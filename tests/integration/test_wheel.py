@@ -3,7 +3,7 @@ dependencies into a FRESH virtual environment outside the checkout, its commands
 folder outside the checkout (issue 13, part 6):
 
 - ``catga-bench scenarios`` lists the scenarios shipped in the wheel;
-- ``catga-bench gate --profile ci --only exactly_once`` runs and passes;
+- ``catga-bench gate --profile ci --only service_time`` runs and passes;
 - ``catga-bench dashboards build --check`` and ``alerts build --check`` find the shipped files;
 - ``catga-bench init DIR``, then its CI script (one 5 s run, no baseline) exits 0; that run is
   ``locust -f DIR/perf/scenario.py --slo-file DIR/perf/slo.toml`` against the embedded core, and
@@ -110,10 +110,10 @@ def test_the_installed_wheel_gates_a_release_outside_the_checkout(
     assert "catga_bench/_bundled/scenarios/exactly_once.py" in out
 
     gate_dir = work / "gate"
-    out = _ok(_run([bench, "gate", "--profile", "ci", "--only", "exactly_once",
+    out = _ok(_run([bench, "gate", "--profile", "ci", "--only", "service_time",
                     "--report-dir", str(gate_dir)], work, user_env, 180))
-    report = _report(gate_dir / "exactly_once-embedded" / "report.json")
-    assert report["passed"] is True and report["scenario"] == "exactly_once"
+    report = _report(gate_dir / "service_time-embedded" / "report.json")
+    assert report["passed"] is True and report["scenario"] == "service_time"
 
     out = _ok(_run([bench, "dashboards", "build", "--check"], work, user_env, 60))
     assert "catga_bench/_bundled/dashboards: dashboards up to date" in out
