@@ -3,9 +3,10 @@
 ``catga-bench gate --faults all --transports nats,redis --profile ci`` plays every shipped
 experiment (experiments/*.yaml) once per broker; each run's scenario carries three streams at
 QoS 0, 1 and 2 side by side, so one run per (fault, broker) answers for every QoS level. One
-gate run per module (``--jobs 3``: three cells at a time, longest first, the latency-judged
-ones alone; about 2.5 minutes on 2 cores — the cells mostly wait on their faults, and their
-wall times measured the same as with two at a time), then one test per cell:
+gate run per module (``--jobs 2``: two cells at a time, longest first, the latency-judged
+ones alone; about 3 minutes on 2 cores; with three at a time handler_outage's breaker opened
+only after more than 5 failures once in CI — calls already in flight — so two it stays), then
+one test per cell:
 
 * QoS 1 and QoS 2: lost = 0 through every fault; QoS 2: duplicates handled = 0;
 * QoS 0: loss reported (a number in the report and the journal), never silent;
@@ -29,7 +30,7 @@ from _support import require_tool
 from catga_bench.suite.cases import FAULT_NAMES
 from catga_bench.suite.cli import main as gate_main
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module fixture: ~2.5 min
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module fixture: ~3 min
 
 BROKERS = ("nats", "redis")
 JOURNAL_KEYS = ("chaoslib-version", "experiment", "status", "start", "end", "duration",
@@ -43,7 +44,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any
     tmp = tmp_path_factory.mktemp("matrix")
     out = tmp / "gate.json"
     code = gate_main(["--faults", "all", "--transports", ",".join(BROKERS),
-                      "--profile", "ci", "--jobs", "3", "--json", str(out),
+                      "--profile", "ci", "--jobs", "2", "--json", str(out),
                       "--report-dir", str(tmp / "reports")])
     assert out.exists(), f"gate exited {code} without writing {out}"
     return code, json.loads(out.read_text())
