@@ -45,7 +45,7 @@ CASES: tuple[Case, ...] = (
     Case("exactly_once", "exactly_once", "QoS 2 with 5% re-sent ids: duplicates 0, lost 0",
          {"ci": 8, "release": 60}),
     Case("service_time", "service_time", "500 req/s to a 20 ms handler: P99 follows the "
-         "handler path (what --baseline compares best)", {"ci": 4, "release": 60}, users=4),
+         "handler path (what --baseline compares best)", {"ci": 3, "release": 60}, users=4),
     Case("core_killed", "high_fanout", "QoS 1, the core killed -9 mid-run and restarted: "
          "lost 0", {"ci": 12, "release": 60}, ("nats", "redis"), remote_users=5,
          args=("--qos", "1", "--handlers", "20", "--slo-p99-ms", "off", "--slo-p999-ms", "off",
