@@ -82,7 +82,8 @@ def test_each_seeded_defect_fails_the_gate_and_is_named(
         nats_server: BrokerProcess, node_order_service: Path, tmp_path: Path,
         defect: str) -> None:
     spec, _ = _spec(node_order_service, tmp_path)
-    code, r, out = _run(tmp_path, spec, nats_server.url, defect)
+    code, r, out = _run(tmp_path, spec, nats_server.url, defect,
+                        seconds=8 if defect.startswith("stall") else 6)
     assert code == 1, r["verdict"] + out
     failed = {row["name"] for row in r["slo"] if not row["passed"]}
     one_pct = r["sent"] // 100
@@ -175,7 +176,8 @@ def test_http_orders_show_a_stalled_endpoint_in_p99(nats_server: BrokerProcess,
     """Every 5 s the service stalls 1 s: latency from each request's intended send time shows
     it (a closed-model client would send fewer requests and report a P99 of a few ms)."""
     spec, port = _spec(node_order_service, tmp_path, name="http.asyncapi.yaml")
-    code, r, out = _run(tmp_path, spec, nats_server.url, "stall_1s_every_5s",
+    # 8 s: the run must hold a whole stall (every 5 s of the service's life), not its edge
+    code, r, out = _run(tmp_path, spec, nats_server.url, "stall_1s_every_5s", seconds=8,
                         scenario=HTTP_SCENARIO, extra=("--host", f"http://127.0.0.1:{port}"))
     assert code == 1, r["verdict"] + out
     assert r["latency_ms"]["p99"] >= 900
