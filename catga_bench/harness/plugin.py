@@ -31,6 +31,7 @@ from catga_bench.generator.generator import Generator
 from catga_bench.generator.payload import RunPayload
 from catga_bench.harness.breach_watch import BreachWatch
 from catga_bench.harness.bridge import BridgeError, LoopThread
+from catga_bench.harness.locust_stats import log_successes
 from catga_bench.harness.once import Once
 from catga_bench.harness.options import RunOptions, add_arguments, parse_options
 from catga_bench.harness.systems import SystemUnderTest
@@ -274,18 +275,26 @@ class Harness:
             self.bridge.call_soon(self.generator.set_producer_rate, producer, 0.0)
 
     def pump_completions(self, limit: int = 50_000) -> None:
-        """Feed Locust's statistics (web UI, CSV) from the completions queue. Locust rounds to
-        whole milliseconds; the gate uses the HDR histograms, not these."""
+        """Feed Locust's statistics (web UI, CSV) from the completions queue: successes per
+        name in one step, failures as one ``request`` event each
+        (:mod:`catga_bench.harness.locust_stats`: per-message events starved the load's
+        loop). Locust rounds response times; the gate uses the HDR histograms, not these."""
         if self.generator is None:
             return
         q = self.generator.completions
         fire = self.env.events.request.fire
+        ok_ms: dict[str, list[float]] = {}
         n = 0
         while q and n < limit:
             name, latency_ms, ok, code = q.popleft()
-            fire(request_type=REQUEST_TYPE, name=name, response_time=latency_ms,
-                 response_length=0, exception=None if ok else _Failure(code), context={})
+            if ok:
+                ok_ms.setdefault(name, []).append(latency_ms)
+            else:
+                fire(request_type=REQUEST_TYPE, name=name, response_time=latency_ms,
+                     response_length=0, exception=_Failure(code), context={})
             n += 1
+        for name, latencies in ok_ms.items():
+            log_successes(self.env.stats, REQUEST_TYPE, name, latencies)
 
     def collect_local_payload(self) -> dict[str, Any]:
         """Stop generating, drain, and return this process's payload (blocking greenlet)."""
