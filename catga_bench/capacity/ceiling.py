@@ -11,8 +11,8 @@ http       the Node example service's ``POST /orders`` (examples/order-service-n
 
 The kind matching a run comes from its first trial's report (``transport`` and ``sut.kind``).
 A measured ceiling is kept in a small cache (``$XDG_CACHE_HOME/catga-bench/``, one file per
-kind, P99 limit and trial length) for ``CACHE_MAX_AGE_S``: later capacity runs within the hour
-reuse it.
+kind, P99 limit, trial length and exceed ratio, and per ``METHOD``) for ``CACHE_MAX_AGE_S``:
+later capacity runs within the hour reuse it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ SCENARIO_FILES = {"embedded": "_noop.py", "nats": "_noop_nats.py", "http": "_noo
 CACHE_MAX_AGE_S = 3600.0
 #: the system's bracket reaching this share of the ceiling: the generator was the limit
 NEAR_CEILING = 0.9
+#: how trials are judged; a ceiling cached under another method is measured again
+METHOD = "v2-per-second"
 
 
 def scenario_file(kind: str) -> Path:
@@ -59,16 +61,18 @@ def matching_kind(report: dict[str, Any]) -> str | None:
     return "nats"
 
 
-def _cache_path(kind: str, p99_ms: float | None, trial_s: float) -> Path:
+def _cache_path(kind: str, p99_ms: float | None, trial_s: float, exceed_ratio: float) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     limit = "none" if p99_ms is None else f"{p99_ms:g}"
-    return base / "catga-bench" / f"ceiling-{kind}-p99-{limit}-trial-{trial_s:g}s.json"
+    return base / "catga-bench" / (f"ceiling-{kind}-p99-{limit}-trial-{trial_s:g}s-exceed-"
+                                   f"{exceed_ratio:g}-{METHOD}.json")
 
 
-def load_cached(kind: str, p99_ms: float | None, trial_s: float) -> dict[str, Any] | None:
-    """A ceiling of this kind, P99 limit and trial length measured within
+def load_cached(kind: str, p99_ms: float | None, trial_s: float,
+                exceed_ratio: float = 0.5) -> dict[str, Any] | None:
+    """A ceiling of this kind, P99 limit, trial length and exceed ratio measured within
     ``CACHE_MAX_AGE_S`` on this host, or None."""
-    path = _cache_path(kind, p99_ms, trial_s)
+    path = _cache_path(kind, p99_ms, trial_s, exceed_ratio)
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -78,9 +82,10 @@ def load_cached(kind: str, p99_ms: float | None, trial_s: float) -> dict[str, An
     return {**doc, "cached": str(path)} if fresh and same_host else None
 
 
-def store(kind: str, p99_ms: float | None, trial_s: float, summary: dict[str, Any]) -> None:
+def store(kind: str, p99_ms: float | None, trial_s: float, summary: dict[str, Any],
+          exceed_ratio: float = 0.5) -> None:
     """Keep a measured ceiling for later runs (failures to write are ignored)."""
-    path = _cache_path(kind, p99_ms, trial_s)
+    path = _cache_path(kind, p99_ms, trial_s, exceed_ratio)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**summary, "host": platform.node(),

@@ -62,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Find the highest rate a scenario's system holds under its SLO "
                             "(RFC 9971 MLRsearch): short trials double then bisect to a "
-                            "bracket, final trials confirm its lower bound. Options after "
+                            "bracket, final trials confirm both its bounds. Options after "
                             "`--` go to every trial's Locust command (--transport, --sut, "
                             "--sut-spec, --nats-url, --qos, --slo-p99-ms ...).")
     p.add_argument("-f", "--scenario", metavar="FILE", help="the scenario (locustfile)")
     p.add_argument("--start-rate", type=float, default=None, metavar="MSG_PER_S",
-                   help="the first trial's rate (default: the scenario's rate / 8, else 1000)")
+                   help="the first trial's rate (default: the scenario's rate, else 1000)")
     p.add_argument("--max-rate", type=float, default=None, metavar="MSG_PER_S",
                    help="never offer more (default: no limit)")
     p.add_argument("--min-rate", type=float, default=10.0, metavar="MSG_PER_S",
@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, default=0.05, metavar="RATIO",
                    help="target width hi/lo - 1 of the bracket (default: %(default)g)")
     p.add_argument("--exceed-ratio", type=float, default=0.5, metavar="RATIO",
-                   help="the final trials pass when at most this share of their seconds "
-                        "breached the SLO (default: %(default)g)")
+                   help="a trial, and a bound's final trials together, hold when at most "
+                        "this share of their seconds breached the SLO (RFC 9971's exceed "
+                        "ratio; default: %(default)g)")
     p.add_argument("--max-time", type=float, default=360.0, metavar="S",
                    help="the budget, wall-clock seconds, ceiling included (default: "
                         "%(default)g)")
@@ -172,9 +173,10 @@ class _Session:
         self.count = 0
         self.on_first: Callable[[dict[str, Any]], None] | None = None
 
-    def __call__(self, rate: float, seconds: float, phase: Phase) -> Trial:
+    def __call__(self, rate: float, seconds: float, phase: Phase,
+                 stop_after_s: int | None = None) -> Trial:
         self.count += 1
-        t = self.runner(rate, seconds, phase, self.count)
+        t = self.runner(rate, seconds, phase, self.count, stop_after_s)
         if self.first_report is None and t.report_dir is not None:
             self.first_report = json.loads((Path(t.report_dir) / "report.json").read_text())
             if self.on_first is not None:
@@ -225,7 +227,7 @@ def _measure_ceiling(kind: str, args: argparse.Namespace, out_dir: Path, started
     """The generator's ceiling of ``kind`` (cached, or measured with short trials in what is
     left of the budget). Never raises: a failure is reported in the dict."""
     if not fresh:
-        cached = ceil.load_cached(kind, p99_ms, args.trial_s)
+        cached = ceil.load_cached(kind, p99_ms, args.trial_s, args.exceed_ratio)
         if cached is not None:
             return cached
     try:
@@ -236,14 +238,16 @@ def _measure_ceiling(kind: str, args: argparse.Namespace, out_dir: Path, started
     if kind != "embedded":
         passthrough += _nats_passthrough(extra)
     runner = TrialRunner(scenario, out_dir / f"ceiling-{kind}", users=args.users,
-                         extra=passthrough, stop_on_breach_s=args.stop_on_breach_s)
+                         extra=passthrough, stop_on_breach_s=args.stop_on_breach_s,
+                         exceed_ratio=args.exceed_ratio)
     session = _Session(runner, started, "ceiling")
     left = args.max_time - (time.monotonic() - started)
     # the same trial length as the system's search: shorter trials see fewer latency spikes
     # and would put the ceiling too high to compare with
     settings = _settings(args, start_rate, final_trials=0, width=max(args.width, 0.1),
                          max_time_s=left, max_rate=None)
-    search = CapacitySearch(settings, lambda r, s, ph: session(r, s, "ceiling"), lambda: (
+    search = CapacitySearch(settings, lambda r, s, ph, stop: session(r, s, "ceiling", stop),
+                            lambda: (
         time.monotonic() - started) - (args.max_time - left))
     try:
         result = search.run()
@@ -251,7 +255,7 @@ def _measure_ceiling(kind: str, args: argparse.Namespace, out_dir: Path, started
         return {"kind": kind, "error": str(exc), "trials": len(search.trials)}
     summary = ceil.summary(kind, result, p99_ms)
     if result.outcome in ("bracket", "at_max_rate"):
-        ceil.store(kind, p99_ms, args.trial_s, summary)
+        ceil.store(kind, p99_ms, args.trial_s, summary, args.exceed_ratio)
     return summary
 
 
@@ -283,9 +287,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                                       f"{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     declared = scenario_rate(scenario)
-    start = args.start_rate or (max(args.min_rate, declared / 8) if declared else 1000.0)
+    start = args.start_rate or (max(args.min_rate, declared) if declared else 1000.0)
     runner = TrialRunner(scenario, out_dir, users=args.users, extra=extra,
-                         stop_on_breach_s=args.stop_on_breach_s)
+                         stop_on_breach_s=args.stop_on_breach_s, exceed_ratio=args.exceed_ratio)
     label = f"ceiling-{kind_only}" if kind_only else "capacity"
     session = _Session(runner, started, label)
     reserve = [0.0 if kind_only or args.ceiling == "off" else CEILING_SHARE * args.max_time]
@@ -293,7 +297,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     def on_first(report: dict[str, Any]) -> None:
         kind = ceil.matching_kind(report)
         if kind is None or (args.ceiling == "auto" and
-                            ceil.load_cached(kind, _p99_limit(report), args.trial_s) is not None):
+                            ceil.load_cached(kind, _p99_limit(report), args.trial_s,
+                                            args.exceed_ratio) is not None):
             reserve[0] = 0.0  # nothing to measure later: the search may use it all
 
     session.on_first = on_first
@@ -317,7 +322,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if kind_only:
         ceiling = {**ceil.summary(kind_only, result, p99_ms), "source": "this search"}
         if result.outcome in ("bracket", "at_max_rate"):
-            ceil.store(kind_only, p99_ms, args.trial_s, ceiling)
+            ceil.store(kind_only, p99_ms, args.trial_s, ceiling, args.exceed_ratio)
     elif args.ceiling != "off" and broken is None:
         kind = ceil.matching_kind(first)
         if kind is None:
@@ -338,7 +343,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         "passthrough": extra,
         "p99_limit_ms": p99_ms,
         "capacity": {"lo": result.lo, "hi": result.hi, "width": result.width,
-                     "confirmed": result.confirmed, "unit": "msg/s"},
+                     "confirmed": result.confirmed,
+                     "hi_confirmed": result.hi_confirmed, "unit": "msg/s"},
         "at_lo": _end_trial(result, result.lo),
         "at_hi": _end_trial(result, result.hi),
         "ceiling": ceiling,
@@ -366,8 +372,10 @@ def _print_summary(doc: dict[str, Any], result: SearchResult, html: Path) -> Non
     ceiling = doc.get("ceiling") or {}
     print(f"\n{doc['verdict']}")
     if result.final_count:
-        print(f"  final trials at lo: {result.final_passes} of {result.final_count} passed, "
+        print(f"  final trials at lo: {result.final_passes} of {result.final_count} held, "
               f"exceed ratio {result.exceed_ratio:.2f}")
+    if result.hi_confirmed and result.hi_exceed_ratio is not None:
+        print(f"  final trials at hi: exceed ratio {result.hi_exceed_ratio:.2f}")
     print(f"  at lo: p99 {at_lo.get('p99_ms')} ms, achieved {rate_text(at_lo.get('achieved_rate'))}"
           f" msg/s;  at hi: p99 {at_hi.get('p99_ms')} ms, achieved "
           f"{rate_text(at_hi.get('achieved_rate'))} msg/s")

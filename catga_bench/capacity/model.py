@@ -77,7 +77,7 @@ class SearchSettings:
         max_rate: never offer more (None: no limit but ``HARD_MAX_RATE``).
         min_rate: never offer less; failing here ends the search (capacity < min_rate).
         trial_s: length of a search trial (s).
-        final_trials, final_trial_s: the confirmation at the lower bound (RFC 9971's final
+        final_trials, final_trial_s: the confirmation at each bound (RFC 9971's final
             trials: their lengths sum to the goal duration); 0 final trials: no confirmation.
         width: the bracket's target relative width: stop narrowing when hi / lo - 1 <= width.
         exceed_ratio: the confirmation passes when breached / counted final seconds <= this.
@@ -113,6 +113,9 @@ class SearchResult:
         confirmed: lo passed its final trials (exceed ratio <= the limit).
         exceed_ratio: of the last confirmation at lo (None: none ran).
         final_passes, final_count: the last confirmation's trials that passed / ran.
+        hi_confirmed: hi was backed by final trials (their exceed ratio over the limit), not
+            only by a search trial.
+        hi_exceed_ratio: of those final trials at hi (None: none ran).
         trials: every trial, in order.
         note: one line on how the search ended.
     """
@@ -125,6 +128,8 @@ class SearchResult:
     exceed_ratio: float | None = None
     final_passes: int = 0
     final_count: int = 0
+    hi_confirmed: bool = False
+    hi_exceed_ratio: float | None = None
     trials: list[Trial] = field(default_factory=list)
     note: str = ""
 
@@ -139,5 +144,6 @@ class SearchResult:
         return {"outcome": self.outcome, "lo": self.lo, "hi": self.hi, "hi_kind": self.hi_kind,
                 "width": self.width, "confirmed": self.confirmed,
                 "exceed_ratio": self.exceed_ratio, "final_passes": self.final_passes,
-                "final_count": self.final_count, "note": self.note,
+                "final_count": self.final_count, "hi_confirmed": self.hi_confirmed,
+                "hi_exceed_ratio": self.hi_exceed_ratio, "note": self.note,
                 "trials": [t.to_dict() for t in self.trials]}

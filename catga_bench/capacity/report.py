@@ -46,7 +46,18 @@ def headline(doc: dict[str, Any]) -> str:
         text = f"capacity in [{rate_text(lo)}, {rate_text(hi)}) msg/s{span}"
     if not res.get("confirmed") and lo is not None:
         text += ", lower bound unconfirmed"
+    elif outcome == "bracket" and hi is not None and not res.get("hi_confirmed") \
+            and res.get("hi_kind") == "system":
+        text += ", upper bound from a search trial"
     return text
+
+
+def _hi_finals(res: dict[str, Any]) -> str:
+    if res.get("hi_confirmed"):
+        return f"exceed ratio {fmt(res.get('hi_exceed_ratio'))}: an upper bound"
+    if res.get("hi_kind") == "generator":
+        return "none: hi is the generator's limit (an invalid trial)"
+    return "none ran: hi rests on a search trial"
 
 
 def sections(doc: dict[str, Any], plot: str | None = None) -> list[Section]:
@@ -57,7 +68,8 @@ def sections(doc: dict[str, Any], plot: str | None = None) -> list[Section]:
     result = Table(("", "value"), [
         ("capacity", headline(doc)),
         ("final trials at lo", f"{fmt(res.get('final_passes'))} of {fmt(res.get('final_count'))}"
-                               f" passed, exceed ratio {fmt(res.get('exceed_ratio'))}"),
+                               f" held, exceed ratio {fmt(res.get('exceed_ratio'))}"),
+        ("final trials at hi", _hi_finals(res)),
         ("at lo: P99 / achieved", f"{fmt(at_lo.get('p99_ms'))} ms / "
                                   f"{rate_text(at_lo.get('achieved_rate'))} msg/s"),
         ("at hi: P99 / achieved", f"{fmt(at_hi.get('p99_ms'))} ms / "

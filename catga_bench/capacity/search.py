@@ -8,9 +8,19 @@ trial function and a clock and never runs anything itself, so it is tested with 
 3. **Confirm** ``lo`` with final trials whose lengths sum to the goal duration (default
    3 x 20 s). The *exceed ratio* is breached trial-seconds / trial-seconds over them
    (:attr:`Trial.exceeded_s`); ``lo`` is accepted when it is <= ``exceed_ratio`` (RFC 9971's
-   default 0.5). Otherwise ``lo`` becomes the new ``hi`` and the lower bound steps down by the
-   width (``[hi / (1 + width), hi)``) and is confirmed again. The confirmation stops as soon as
-   its outcome is decided against it (breached seconds already over the ratio of the goal).
+   default 0.5). Otherwise ``lo`` becomes the new (confirmed) ``hi`` and the lower bound steps
+   down by the width (``[hi / (1 + width), hi)``), then by twice the last step after each
+   further rejection, and is confirmed again. The confirmation stops as soon as its outcome is
+   decided against it (breached seconds already over the ratio of the goal), and a final
+   trial may end early only then (see :meth:`CapacitySearch._final_trials`).
+4. **Confirm** ``hi`` the same way (RFC 9971 backs both bounds by the goal duration): final
+   trials at ``hi`` whose exceed ratio is over the limit make it a confirmed upper bound (a
+   ``hi`` that came from a rejected confirmation of ``lo`` already is one). When ``hi`` holds
+   through all of them it becomes the (confirmed) ``lo`` and the upper bound steps up by the
+   width. Without this, ``hi`` rests on one short search trial, and one spiky second there
+   puts the bracket low; brackets of repeated searches then need not overlap. When the budget
+   runs out first, ``lo`` stays confirmed and ``hi`` is reported as unconfirmed. A confirmed
+   bracket wider than the width (after a doubled step down) is bisected with final trials.
 
 An *invalid* trial (the generator did not offer the rate) is an upper end that says
 "generator": the search cannot look above it, and the result says so (``hi_kind``), never
@@ -34,7 +44,9 @@ HARD_MAX_RATE = 10_000_000.0
 #: the comparisons of widths allow this much floating-point slack
 EPS = 1e-9
 
-TrialFn = Callable[[float, float, Phase], Trial]
+#: ``trial(rate, seconds, phase, stop_after_s)``: run one trial; ``stop_after_s`` (None: the
+#: runner's own setting) is how many consecutive breached seconds may end it early
+TrialFn = Callable[[float, float, Phase, int | None], Trial]
 
 
 class BudgetExhausted(Exception):
@@ -46,15 +58,19 @@ class _State:
     lo: float | None = None
     hi: float | None = None
     hi_kind: str | None = None
-    #: the last confirmation: exceed ratio, final trials passed, final trials run
+    #: the last confirmation at lo: exceed ratio, final trials passed, final trials run
     ratio: float | None = None
     passes: int = 0
     count: int = 0
+    #: hi was backed by final trials (exceed ratio over the limit), and their ratio
+    hi_confirmed: bool = False
+    hi_ratio: float | None = None
 
     def failed(self, trial: Trial) -> None:
         if self.hi is None or trial.rate <= self.hi:
             self.hi = trial.rate
             self.hi_kind = "generator" if trial.verdict == "INVALID" else "system"
+            self.hi_confirmed, self.hi_ratio = False, None
 
 
 class CapacitySearch:
@@ -82,10 +98,11 @@ class CapacitySearch:
                  and t.wall_s > 0]
         return max(0.0, sum(costs) / len(costs)) if costs else self.s.overhead_s
 
-    def _run(self, rate: float, seconds: float, phase: Phase) -> Trial:
+    def _run(self, rate: float, seconds: float, phase: Phase,
+             stop_after_s: int | None = None) -> Trial:
         if self._clock() + seconds + self._overhead() > self.s.max_time_s:
             raise BudgetExhausted
-        trial = self._trial(rate, seconds, phase)
+        trial = self._trial(rate, seconds, phase, stop_after_s)
         self.trials.append(trial)
         return trial
 
@@ -156,32 +173,88 @@ class CapacitySearch:
         if self.s.final_trials <= 0:
             return self._result(outcome, note="no final trials asked: the lower bound is "
                                               "unconfirmed")
+        step = self.s.width
         while True:
             assert st.lo is not None
             ratio, passes, count = self._final_trials(st.lo)
             st.ratio, st.passes, st.count = ratio, passes, count
             if ratio <= self.s.exceed_ratio + EPS:
-                return self._result(outcome, confirmed=True,
-                                    note=f"{passes} of {count} final trials passed; exceed "
-                                         f"ratio {ratio:.2f} <= {self.s.exceed_ratio:g}")
+                if outcome == "at_max_rate":
+                    return self._result(outcome, confirmed=True, note=self._lo_note())
+                return self._confirm_hi()
             finals = self.trials[-count:]
             invalid = any(t.verdict == "INVALID" for t in finals)
             st.hi, st.hi_kind = st.lo, "generator" if invalid else "system"
+            st.hi_confirmed, st.hi_ratio = True, ratio
             outcome = "bracket"
-            lower = st.hi / (1 + self.s.width)
+            # step down by the width, doubling the step after each further rejection (RFC
+            # 9971's external search): a short trial's lucky pass may sit well above the load
+            # that holds for the goal duration
+            lower = st.hi / (1 + step)
+            step *= 2
             if lower < self.s.min_rate - EPS:
                 return self._result("below_min_rate",
                                     note=f"the final trials failed down to {st.hi:,.0f} msg/s")
             st.lo = lower
 
+    def _lo_note(self) -> str:
+        st = self.state
+        return (f"{st.passes} of {st.count} final trials at lo held; exceed ratio "
+                f"{st.ratio:.2f} <= {self.s.exceed_ratio:g}")
+
+    def _confirm_hi(self) -> SearchResult:
+        """Back ``hi`` by final trials too (``lo`` is confirmed): step up while it holds;
+        then bisect with final trials while the bracket is wider than the width (after a
+        doubled step down)."""
+        st = self.state
+        while st.hi is not None and st.hi_kind == "system":
+            assert st.lo is not None
+            if st.hi_confirmed and self._narrow_enough():
+                break
+            rate = st.hi if not st.hi_confirmed else math.sqrt(st.lo * st.hi)
+            try:
+                ratio, passes, count = self._final_trials(rate)
+            except BudgetExhausted:
+                if not st.hi_confirmed:
+                    return self._result("bracket", confirmed=True,
+                                        note=self._lo_note() + "; the budget ran out before "
+                                        "the final trials at hi: hi rests on a search trial")
+                return self._result("budget", confirmed=True,
+                                    note=self._lo_note() + "; the budget (--max-time) ran "
+                                    "out before the confirmed bracket was narrowed to the width")
+            if ratio > self.s.exceed_ratio + EPS:
+                invalid = any(t.verdict == "INVALID" for t in self.trials[-count:])
+                st.hi, st.hi_kind = rate, "generator" if invalid else "system"
+                st.hi_confirmed, st.hi_ratio = True, ratio
+                continue
+            # held through the whole goal: a confirmed lower bound
+            st.lo, st.ratio, st.passes, st.count = rate, ratio, passes, count
+            if rate == st.hi:  # hi held: the upper bound steps up by the width
+                if st.lo >= self._max - EPS:
+                    st.hi = st.hi_kind = None
+                    return self._result("at_max_rate", confirmed=True, note=self._lo_note())
+                st.hi = min(st.hi * (1 + self.s.width), self._max)
+        note = self._lo_note()
+        if st.hi_confirmed and st.hi_ratio is not None:
+            note += f"; at hi {st.hi_ratio:.2f} > {self.s.exceed_ratio:g}"
+        return self._result("bracket", confirmed=True, note=note)
+
     def _final_trials(self, rate: float) -> tuple[float, int, int]:
         """Run the final trials at ``rate``: (exceed ratio, passed, ran); stops once the
-        breached seconds exceed the ratio of the goal duration (decided against)."""
+        breached seconds exceed the ratio of the goal duration (decided against).
+
+        A final trial may end early only when its outcome is decided (RFC 9971): after as
+        many consecutive breached seconds as would take the confirmation over the ratio.
+        Ending it after a fixed few seconds and counting the rest as breached would turn one
+        slow patch of the host into a whole failed trial, and the confirmation would then say
+        more about the host's worst ten seconds than about the load."""
         goal = self.s.final_trials * self.s.final_trial_s
         exceeded = counted = 0.0
         passes = count = 0
         for _ in range(self.s.final_trials):
-            t = self._run(rate, self.s.final_trial_s, "final")
+            allowed = self.s.exceed_ratio * goal - exceeded
+            decided_after = max(1, math.floor(allowed + EPS) + 1)
+            t = self._run(rate, self.s.final_trial_s, "final", decided_after)
             count += 1
             passes += t.verdict == "PASS"
             exceeded += t.exceeded_s
@@ -196,4 +269,5 @@ class CapacitySearch:
                             lo=st.lo, hi=st.hi,
                             hi_kind=st.hi_kind,  # type: ignore[arg-type]
                             confirmed=confirmed, exceed_ratio=st.ratio, final_passes=st.passes,
-                            final_count=st.count, trials=list(self.trials), note=note)
+                            final_count=st.count, hi_confirmed=st.hi_confirmed,
+                            hi_exceed_ratio=st.hi_ratio, trials=list(self.trials), note=note)

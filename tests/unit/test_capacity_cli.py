@@ -56,7 +56,8 @@ def _fake_report(rate: float, p99: float, transport: str = "embedded") -> dict[s
 def fake_call(capacities: dict[str, float]) -> Any:
     """A TrialRunner.__call__ whose system holds below capacities[scenario file name]."""
 
-    def call(self: TrialRunner, rate: float, seconds: float, phase: Phase, index: int) -> Trial:
+    def call(self: TrialRunner, rate: float, seconds: float, phase: Phase, index: int,
+             stop_after_s: int | None = None) -> Trial:
         from catga_bench.capacity.trial import judge_trial
 
         p99 = 5.0 if rate < capacities[self.scenario.name] else 500.0

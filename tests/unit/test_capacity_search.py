@@ -26,12 +26,15 @@ class FakeSystem:
         self.final_breach = final_breach or (lambda rate: 0.0 if rate < capacity else 1.0)
         self.now = 0.0
         self.calls: list[tuple[float, float, Phase]] = []
+        self.stops: list[int | None] = []
 
     def clock(self) -> float:
         return self.now
 
-    def trial(self, rate: float, seconds: float, phase: Phase) -> Trial:
+    def trial(self, rate: float, seconds: float, phase: Phase,
+              stop_after_s: int | None = None) -> Trial:
         self.calls.append((rate, seconds, phase))
+        self.stops.append(stop_after_s)
         self.now += seconds + self.overhead_s
         verdict: Verdict
         if rate >= self.generator:
@@ -62,8 +65,11 @@ def test_doubles_then_bisects_to_the_width_and_confirms() -> None:
     assert result.width is not None and result.width <= 0.05 + 1e-9
     assert result.hi_kind == "system"
     finals = [(r, s) for r, s, phase in system.calls if phase == "final"]
-    assert finals == [(result.lo, 20.0)] * 3  # 3 x 20 s at the lower bound
+    # 3 x 20 s at the lower bound, then at the upper bound until it is decided against:
+    # 2 x 20 s all breached > 0.5 x 60 s
+    assert finals == [(result.lo, 20.0)] * 3 + [(result.hi, 20.0)] * 2
     assert (result.final_passes, result.final_count, result.exceed_ratio) == (3, 3, 0.0)
+    assert result.hi_confirmed and result.hi_exceed_ratio == pytest.approx(1.0)
 
 
 def test_bisection_is_geometric() -> None:
@@ -95,13 +101,32 @@ def test_failed_confirmation_steps_down_and_confirms_again() -> None:
     assert result.confirmed and result.lo is not None and result.hi is not None
     assert result.lo < 9000 <= result.hi
     assert result.hi / result.lo - 1 <= 0.05 + 1e-9
-    final_rates = sorted({r for r, _, phase in system.calls if phase == "final"}, reverse=True)
+    final_rates = list(dict.fromkeys(r for r, _, phase in system.calls if phase == "final"))
     assert len(final_rates) >= 2  # stepped down at least once
-    for higher, lower in itertools.pairwise(final_rates):
-        assert higher / lower == pytest.approx(1.05)
+    # each rejection steps down, by the width and then by twice the last step (RFC 9971's
+    # external search), until a load holds; then final trials bisect to the width
+    steps = [hi / lo for hi, lo in itertools.pairwise(final_rates) if lo < hi]
+    assert steps[:2] == [pytest.approx(1.05), pytest.approx(1.10)]
+    assert result.hi_confirmed
     # a rejected confirmation stops as soon as it is decided: 0.8 x 20 s > 0.5 x 60 s after 2
     first = [p for r, _, p in system.calls if p == "final" and r == final_rates[0]]
     assert len(first) == 2
+
+
+def test_a_confirmed_bracket_wider_than_the_width_when_the_budget_ends_is_no_answer() -> None:
+    # far off: the short trials pass up to 10,000, the long ones hold only below 6,000
+    system = FakeSystem(capacity=10_000, final_breach=lambda r: 0.0 if r < 6000 else 0.8)
+    full = search(FakeSystem(capacity=10_000,
+                             final_breach=lambda r: 0.0 if r < 6000 else 0.8)).run()
+    assert full.outcome == "bracket" and full.width is not None and full.width <= 0.05 + 1e-9
+    assert full.lo is not None and full.lo < 6000 <= (full.hi or 0)
+    # stop the same search once the first load held (its bracket still wider than 5 %)
+    first_held = next(i for i, t in enumerate(full.trials)
+                      if t.phase == "final" and t.rate < 6000)
+    cost = sum(t.planned_s + 2 for t in full.trials[:first_held + 3])
+    result = search(system, max_time_s=cost + 5).run()
+    assert result.outcome == "budget" and result.confirmed and result.hi_confirmed
+    assert result.width is not None and result.width > 0.05
 
 
 def test_invalid_trials_mark_the_upper_end_as_the_generators() -> None:
@@ -141,3 +166,50 @@ def test_budget_stops_before_a_trial_that_would_not_fit() -> None:
     assert system.now <= 40
     assert len(system.calls) == 5
     assert result.lo == 8000 and result.hi == 16000  # the best bracket so far
+
+
+def test_an_upper_bound_that_holds_its_final_trials_steps_up() -> None:
+    # one short trial at 10,000 fails (a spike), but the load holds through the goal up to
+    # 10,800: hi is not taken from the short trial alone
+    system = FakeSystem(capacity=10_000, final_breach=lambda r: 0.0 if r < 10_800 else 0.9)
+    result = search(system).run()
+    assert result.outcome == "bracket" and result.confirmed and result.hi_confirmed
+    assert result.lo is not None and result.hi is not None
+    assert result.lo < 10_800 <= result.hi
+    assert result.hi / result.lo == pytest.approx(1.05)
+    final_rates = [r for r, _, phase in system.calls if phase == "final"]
+    assert len(set(final_rates)) >= 3  # lo, the first hi (held, became lo), the next hi
+
+
+def test_a_rejected_lower_bound_is_a_confirmed_upper_bound_without_more_trials() -> None:
+    system = FakeSystem(capacity=10_000, final_breach=lambda r: 0.0 if r < 9000 else 0.8)
+    result = search(system).run()
+    assert result.hi_confirmed and result.hi_exceed_ratio is not None
+    assert result.hi_exceed_ratio > 0.5
+    finals_at_hi = [r for r, _, p in system.calls if p == "final" and r == result.hi]
+    assert len(finals_at_hi) == 2  # those that rejected it as a lower bound, no more
+
+
+def test_budget_out_before_the_upper_bound_is_confirmed_keeps_the_confirmed_lower() -> None:
+    system = FakeSystem(capacity=10_000)
+    full = search(FakeSystem(capacity=10_000)).run()
+    # room for the search and the 3 finals at lo, not for a final trial at hi
+    lo_done = sum(s + 2 for r, s, p in [(t.rate, t.planned_s, t.phase) for t in full.trials]
+                  if not (p == "final" and r == full.hi))
+    result = search(system, max_time_s=lo_done + 10).run()
+    assert result.outcome == "bracket" and result.confirmed and not result.hi_confirmed
+    assert (result.lo, result.hi) == (full.lo, full.hi)
+    assert "hi rests on a search trial" in result.note
+
+
+def test_a_final_trial_may_end_early_only_once_its_confirmation_is_decided() -> None:
+    # 0.4 of each final trial's seconds breach: 8 of 20; the goal allows 30 of 60
+    system = FakeSystem(capacity=10_000, final_breach=lambda r: 0.4)
+    search(system).run()
+    finals = [stop for (_, _, p), stop in zip(system.calls, system.stops, strict=True)
+              if p == "final"]
+    # before each: 30 - 0, 30 - 8, 30 - 16 breached seconds may still come; one more decides
+    assert finals[:3] == [31, 23, 15]
+    searches = [stop for (_, _, p), stop in zip(system.calls, system.stops, strict=True)
+                if p == "search"]
+    assert set(searches) == {None}  # search trials: the runner's own --stop-on-breach-s
