@@ -34,7 +34,7 @@ CACHE_MAX_AGE_S = 3600.0
 #: the system's bracket reaching this share of the ceiling: the generator was the limit
 NEAR_CEILING = 0.9
 #: how trials are judged; a ceiling cached under another method is measured again
-METHOD = "v2-per-second"
+METHOD = "v3-per-second-bulk-stats"
 
 
 def scenario_file(kind: str) -> Path:
