@@ -157,14 +157,22 @@ class Generator:
     async def finish(self, drain_timeout_s: float = 15.0) -> RunPayload:
         """Stop generating, let the target settle what is in flight (bounded), close it, and
         return the payload."""
-        self._stopping = True
-        # messages that fell due but were never sent (the generator was behind when stopped)
-        self.dropped_sends += int(self.behind_s * self.total_rate)
+        self.end_schedule()
         figures = await self.target.close(drain_timeout_s)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         return self.payload(figures)
+
+    def end_schedule(self) -> None:
+        """Stop issuing messages (call on the loop; idempotent). What fell due and was never
+        sent (the generator was behind) counts in ``dropped_sends``. :meth:`finish` still
+        drains and closes."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.dropped_sends += int(self.behind_s * self.total_rate)
+        self.behind_s = 0.0
 
     # ----------------------------------------------------------------- schedule
     async def _generate(self) -> None:

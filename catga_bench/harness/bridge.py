@@ -140,6 +140,11 @@ class LoopThread:
         """Schedule ``fn(*args)`` on the loop; returns at once."""
         self._require_loop().call_soon_threadsafe(fn, *args)
 
+    def call_later(self, delay_s: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Schedule ``fn(*args)`` on the loop ``delay_s`` seconds from now; returns at once."""
+        loop = self._require_loop()
+        loop.call_soon_threadsafe(loop.call_later, delay_s, fn, *args)
+
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 60.0) -> T:
         """Run ``coro`` on the loop and wait for its result from a greenlet (or plain thread).
 

@@ -149,6 +149,12 @@ class Harness:
         if self.options.metrics_port:
             self._start_metrics()
         gevent.spawn(self._pump_logs_forever)
+        run_time_s = getattr(self.env.parsed_options, "run_time", None)
+        if run_time_s and not self.is_worker:
+            # the schedule ends at -t on the loop itself: with the loop saturated, Locust's stop
+            # (on the gevent thread, which shares the GIL) was seen to come 10-17 s late, and
+            # the load ran on meanwhile (a 20 s trial sent for 37 s)
+            self.bridge.call_later(float(run_time_s), self.generator.end_schedule)
         if self.options.stop_on_breach_s and not self.is_worker:
             self._watch_breaches(self.options.stop_on_breach_s)
 
@@ -160,7 +166,14 @@ class Harness:
         generator = self.generator
         if runner is None or generator is None:
             return
-        gevent.spawn(watch.watch, lambda: generator.timeline.rows, runner.quit,
+        bridge = self.bridge
+
+        def stop() -> None:
+            if bridge is not None:  # end the load on the loop at once (see ensure_started)
+                bridge.call_soon(generator.end_schedule)
+            runner.quit()
+
+        gevent.spawn(watch.watch, lambda: generator.timeline.rows, stop,
                      lambda: not self._once.started)
 
     def _environment_failure(self, exc: Exception) -> None:

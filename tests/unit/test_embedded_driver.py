@@ -171,3 +171,25 @@ def test_slow_handler_is_cut_by_its_timeout() -> None:
     assert p["ledger"]["undrained"] == 0
     assert p["dead_lettered"] == sent
     assert sum(r["timeouts"] for r in p["timeline"].values()) == sent
+
+
+def test_end_schedule_stops_sending_and_counts_what_fell_due_as_dropped() -> None:
+    async def main() -> tuple[int, int, int]:
+        driver = Generator(RunPlan.of(_scenario(0, [HandlerSpec("fast", profiles.Fast())])),
+                           EmbeddedTarget())
+        await driver.start()
+        driver.set_producer_rate(1, 2000)
+        await asyncio.sleep(0.3)
+        driver.behind_s = 0.5  # as if the loop had fallen 0.5 s behind its schedule
+        driver.end_schedule()
+        driver.end_schedule()  # idempotent: counted once
+        sent_at_end = sum(r["sent"] for r in driver.timeline.rows.values())
+        await asyncio.sleep(0.3)  # the rate is still set: nothing more goes out
+        sent_later = sum(r["sent"] for r in driver.timeline.rows.values())
+        payload = await driver.finish(drain_timeout_s=2)
+        return sent_at_end, sent_later, payload.generator.dropped_sends
+
+    sent_at_end, sent_later, dropped = asyncio.run(main())
+    assert sent_at_end > 300  # ~600 in 0.3 s at 2,000 msg/s
+    assert sent_later == sent_at_end
+    assert dropped == 1000  # 0.5 s x 2,000 msg/s, once
