@@ -46,8 +46,7 @@ def headline(doc: dict[str, Any]) -> str:
         text = f"capacity in [{rate_text(lo)}, {rate_text(hi)}) msg/s{span}"
     if not res.get("confirmed") and lo is not None:
         text += ", lower bound unconfirmed"
-    elif outcome == "bracket" and hi is not None and not res.get("hi_confirmed") \
-            and res.get("hi_kind") == "system":
+    elif outcome == "bracket" and hi is not None and not res.get("hi_confirmed"):
         text += ", upper bound from a search trial"
     return text
 
@@ -55,8 +54,6 @@ def headline(doc: dict[str, Any]) -> str:
 def _hi_finals(res: dict[str, Any]) -> str:
     if res.get("hi_confirmed"):
         return f"exceed ratio {fmt(res.get('hi_exceed_ratio'))}: an upper bound"
-    if res.get("hi_kind") == "generator":
-        return "none: hi is the generator's limit (an invalid trial)"
     return "none ran: hi rests on a search trial"
 
 

@@ -207,7 +207,7 @@ class CapacitySearch:
         then bisect with final trials while the bracket is wider than the width (after a
         doubled step down)."""
         st = self.state
-        while st.hi is not None and st.hi_kind == "system":
+        while st.hi is not None:
             assert st.lo is not None
             if st.hi_confirmed and self._narrow_enough():
                 break

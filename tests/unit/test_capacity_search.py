@@ -213,3 +213,25 @@ def test_a_final_trial_may_end_early_only_once_its_confirmation_is_decided() -> 
     searches = [stop for (_, _, p), stop in zip(system.calls, system.stops, strict=True)
                 if p == "search"]
     assert set(searches) == {None}  # search trials: the runner's own --stop-on-breach-s
+
+
+def test_an_invalid_upper_end_is_confirmed_and_bisected_like_any_other() -> None:
+    # the generator cannot offer 8,000 for a whole final trial: the search's first lo (from a
+    # short trial) is rejected as invalid, the step down doubles, and the confirmed bracket
+    # is bisected to the width although its upper end is the generator's
+    class Saturating(FakeSystem):
+        def trial(self, rate: float, seconds: float, phase: Phase,
+                  stop_after_s: int | None = None) -> Trial:
+            if phase == "final" and rate >= 7000:
+                self.calls.append((rate, seconds, phase))
+                self.stops.append(stop_after_s)
+                self.now += seconds + self.overhead_s
+                return Trial(rate=rate, phase=phase, planned_s=seconds, verdict="INVALID",
+                             seconds=int(seconds), wall_s=seconds + self.overhead_s)
+            return super().trial(rate, seconds, phase, stop_after_s)
+
+    result = search(Saturating(capacity=10_000)).run()
+    assert result.outcome == "bracket" and result.confirmed and result.hi_confirmed
+    assert result.hi_kind == "generator"
+    assert result.width is not None and result.width <= 0.05 + 1e-9
+    assert result.lo is not None and result.lo < 7000 <= (result.hi or 0)
