@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from catga_bench.capacity import ceiling as ceil
+from catga_bench.capacity.hostspeed import HostSpeedProbe
 from catga_bench.capacity.model import Phase, SearchResult, SearchSettings, Trial
-from catga_bench.capacity.report import headline, rate_text, write
+from catga_bench.capacity.report import headline, host_speed_text, rate_text, write
 from catga_bench.capacity.search import CapacitySearch
 from catga_bench.capacity.trial import TrialBroken, TrialRunner
 from catga_bench.errors import EXIT_ENVIRONMENT, EXIT_FAIL, EXIT_PASS, EXIT_USAGE, ConfigError
@@ -308,13 +309,24 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     search = CapacitySearch(_settings(args, start), session,
                             lambda: time.monotonic() - started + reserve[0])
     broken: str | None = None
-    try:
-        result = search.run()
-    except TrialBroken as exc:
-        broken = str(exc)
-        result = SearchResult(outcome="budget", lo=search.state.lo, hi=search.state.hi,
-                              hi_kind=search.state.hi_kind,  # type: ignore[arg-type]
-                              trials=list(search.trials), note=f"environment failure: {exc}")
+    with HostSpeedProbe() as probe:  # beside the search and the ceiling (hostspeed.py)
+        try:
+            result = search.run()
+        except TrialBroken as exc:
+            broken = str(exc)
+            result = SearchResult(outcome="budget", lo=search.state.lo, hi=search.state.hi,
+                                  hi_kind=search.state.hi_kind,  # type: ignore[arg-type]
+                                  trials=list(search.trials),
+                                  note=f"environment failure: {exc}")
+        return _report(args, extra, started, scenario, name, out_dir, start, session, result,
+                       broken, probe)
+
+
+def _report(args: argparse.Namespace, extra: list[str], started: float, scenario: Path,
+            name: str, out_dir: Path, start: float, session: _Session, result: SearchResult,
+            broken: str | None, probe: HostSpeedProbe) -> int:
+    """Measure the ceiling (unless off or broken), write the report, return the exit code."""
+    kind_only = args.ceiling_only
     first = session.first_report or {}
     p99_ms = _p99_limit(first)
     transport = str(first.get("transport") or "embedded")
@@ -354,6 +366,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         "settings": {**vars(args), "start_rate": start},
         "result": result.to_dict(),
         "environment_failure": broken,
+        "host_speed": probe.summary(),
         "exit_code": code,
     }
     doc["verdict"] = headline(doc)
@@ -386,5 +399,8 @@ def _print_summary(doc: dict[str, Any], result: SearchResult, html: Path) -> Non
         print(f"  generator ceiling ({ceiling.get('kind')}): [{rate_text(ceiling.get('lo'))}, "
               f"{rate_text(ceiling.get('hi'))}) msg/s{source}")
     print(f"  limited by: {doc['limited_by']} ({doc['limited_by_reason']})")
+    speed = doc.get("host_speed") or {}
+    if speed.get("spread") is not None:
+        print(f"  host speed: {host_speed_text(speed)}")
     print(f"  {result.note}")
     print(f"  {len(result.trials)} trials, {doc['elapsed_s']:.0f} s; report: {html}")

@@ -51,6 +51,19 @@ def headline(doc: dict[str, Any]) -> str:
     return text
 
 
+def host_speed_text(speed: dict[str, Any]) -> str:
+    """One line on the host speed probe's summary (capacity/hostspeed.py)."""
+    spread = as_number(speed.get("spread"))
+    if spread is None:
+        return "not measured"
+    text = (f"index {fmt(speed.get('min'))} .. {fmt(speed.get('max'))} loop iterations/s "
+            f"over {len(as_list(speed.get('samples')))} samples: spread {spread:.0%}")
+    if speed.get("notable"):
+        text += (" - the host's own speed moved during the run: brackets measured at other "
+                 "times on this host need not overlap")
+    return text
+
+
 def _hi_finals(res: dict[str, Any]) -> str:
     if res.get("hi_confirmed"):
         return f"exceed ratio {fmt(res.get('hi_exceed_ratio'))}: an upper bound"
@@ -73,6 +86,7 @@ def sections(doc: dict[str, Any], plot: str | None = None) -> list[Section]:
                                   f"{rate_text(at_hi.get('achieved_rate'))} msg/s"),
         ("upper end", fmt(res.get("hi_kind"))),
         ("limited by", f"{fmt(doc.get('limited_by'))}: {fmt(doc.get('limited_by_reason'))}"),
+        ("host speed", host_speed_text(as_dict(doc.get("host_speed")))),
         ("how it ended", fmt(res.get("note"))),
         ("time spent", f"{fmt(doc.get('elapsed_s'))} s of a budget of "
                        f"{fmt(as_dict(doc.get('settings')).get('max_time'))} s"),

@@ -87,6 +87,9 @@ def test_run_writes_the_bracket_ceiling_and_limit(tmp_path: Path,
     assert doc["ceiling"]["lo"] < 50_000 <= doc["ceiling"]["hi"]
     assert doc["limited_by"] == "system"
     assert doc["at_lo"]["p99_ms"] == 5.0 and doc["at_hi"]["p99_ms"] == 500.0
+    speed = doc["host_speed"]  # sampled from the start: at least one sample
+    assert speed["samples"] and speed["min"] > 0 and "notable" in speed
+    assert "host speed" in (out / "capacity.md").read_text()
     assert (out / "capacity.md").read_text().startswith("# catga-bench capacity: fake")
     html = (out / "capacity.html").read_text()
     assert "<svg" in html and "Generator ceiling" in html
