@@ -6,9 +6,10 @@ process gets from its core drifts: measured on a 2-vCPU Firecracker VM, a fixed 
 loop ran 9.7 M to 17.5 M iterations per 0.5 s within ten minutes, and the embedded core's
 capacity followed it (about 43 K to 60 K msg/s). Two brackets measured minutes apart then need
 not overlap although nothing in the system changed. The probe makes that visible: every
-``interval_s`` it counts how many iterations of a fixed loop one thread completes in
-``sample_s`` (the capacity command's own process is idle while its trials run in their own
-processes), and the report gives the spread (max / min - 1) beside the bracket.
+``interval_s`` it counts how many iterations of a fixed loop one thread completes per second
+of its own CPU time over ``sample_s`` (the capacity command's own process is idle while its
+trials run in their own processes; CPU time, so that the trials' own use of the cores does not
+read as a slower host), and the report gives the spread (max / min - 1) beside the bracket.
 
 Cost: ``sample_s / interval_s`` of one core (0.2 s every 5 s: 4 %), which competes with the
 trials only where they use every core.
@@ -27,16 +28,19 @@ NOTABLE_SPREAD = 0.10
 
 
 def speed_index(sample_s: float) -> float:
-    """Iterations per second of a fixed pure-Python loop over ``sample_s`` seconds."""
-    perf = time.perf_counter
-    start = perf()
-    end = start + sample_s
+    """Iterations of a fixed pure-Python loop per second of this thread's CPU time, over
+    ``sample_s`` seconds of wall time. Per CPU second, not per wall second: while the trials
+    keep every core busy the thread runs less often, and that is not the host slowing down."""
+    perf, cpu = time.perf_counter, time.thread_time
+    cpu_start = cpu()
+    end = perf() + sample_s
     n = 0
     while perf() < end:
         for _ in range(1000):
             pass
         n += 1000
-    return n / (perf() - start)
+    used = cpu() - cpu_start
+    return n / used if used > 0 else 0.0
 
 
 class HostSpeedProbe:

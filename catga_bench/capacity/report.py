@@ -56,8 +56,9 @@ def host_speed_text(speed: dict[str, Any]) -> str:
     spread = as_number(speed.get("spread"))
     if spread is None:
         return "not measured"
-    text = (f"index {fmt(speed.get('min'))} .. {fmt(speed.get('max'))} loop iterations/s "
-            f"over {len(as_list(speed.get('samples')))} samples: spread {spread:.0%}")
+    text = (f"index {fmt(speed.get('min'))} .. {fmt(speed.get('max'))} loop iterations per "
+            f"CPU second over {len(as_list(speed.get('samples')))} samples: spread "
+            f"{spread:.0%}")
     if speed.get("notable"):
         text += (" - the host's own speed moved during the run: brackets measured at other "
                  "times on this host need not overlap")
