@@ -42,6 +42,8 @@ def headline(doc: dict[str, Any]) -> str:
         text = f"capacity < {rate_text(hi)} msg/s"
     elif lo is None:
         text = "no capacity found"
+    elif hi is None:
+        text = f"capacity >= {rate_text(lo)} msg/s (no upper end found)"
     else:
         text = f"capacity in [{rate_text(lo)}, {rate_text(hi)}) msg/s{span}"
     if not res.get("confirmed") and lo is not None:

@@ -65,12 +65,15 @@ class _State:
     #: hi was backed by final trials (exceed ratio over the limit), and their ratio
     hi_confirmed: bool = False
     hi_ratio: float | None = None
+    #: hi is a rate a search trial failed (else a step up's rate, not yet decided)
+    hi_failed_search: bool = False
 
     def failed(self, trial: Trial) -> None:
         if self.hi is None or trial.rate <= self.hi:
             self.hi = trial.rate
             self.hi_kind = "generator" if trial.verdict == "INVALID" else "system"
             self.hi_confirmed, self.hi_ratio = False, None
+            self.hi_failed_search = True
 
 
 class CapacitySearch:
@@ -215,6 +218,12 @@ class CapacitySearch:
             try:
                 ratio, passes, count = self._final_trials(rate)
             except BudgetExhausted:
+                if not st.hi_confirmed and not st.hi_failed_search:
+                    # a step up's rate, not decided: nothing is known above lo
+                    st.hi = st.hi_kind = None
+                    return self._result("budget", confirmed=True,
+                                        note=self._lo_note() + "; the budget ran out before "
+                                        "a rate above lo was decided: capacity >= lo")
                 if not st.hi_confirmed:
                     return self._result("bracket", confirmed=True,
                                         note=self._lo_note() + "; the budget ran out before "
@@ -234,6 +243,7 @@ class CapacitySearch:
                     st.hi = st.hi_kind = None
                     return self._result("at_max_rate", confirmed=True, note=self._lo_note())
                 st.hi = min(st.hi * (1 + self.s.width), self._max)
+                st.hi_failed_search = False
         note = self._lo_note()
         if st.hi_confirmed and st.hi_ratio is not None:
             note += f"; at hi {st.hi_ratio:.2f} > {self.s.exceed_ratio:g}"

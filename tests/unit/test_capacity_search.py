@@ -235,3 +235,18 @@ def test_an_invalid_upper_end_is_confirmed_and_bisected_like_any_other() -> None
     assert result.hi_kind == "generator"
     assert result.width is not None and result.width <= 0.05 + 1e-9
     assert result.lo is not None and result.lo < 7000 <= (result.hi or 0)
+
+
+def test_budget_out_after_a_step_up_knows_nothing_above_lo() -> None:
+    # hi held its final trials and became lo; the step up's rate never ran: no upper end
+    system = FakeSystem(capacity=10_000, final_breach=lambda r: 0.0 if r < 10_800 else 0.9)
+    full = search(FakeSystem(capacity=10_000,
+                             final_breach=lambda r: 0.0 if r < 10_800 else 0.9)).run()
+    finals = [t for t in full.trials if t.phase == "final"]
+    stepped = next(i for i, t in enumerate(full.trials)
+                   if t.phase == "final" and t.rate > finals[0].rate * 1.06)
+    cost = sum(t.planned_s + 2 for t in full.trials[:stepped])
+    result = search(system, max_time_s=cost + 5).run()
+    assert result.outcome == "budget" and result.confirmed
+    assert result.hi is None and result.lo is not None and result.lo > finals[0].rate
+    assert "capacity >= lo" in result.note
