@@ -1,7 +1,10 @@
-"""The core's Prometheus endpoint serves live figures during a real Locust run."""
+"""The core's Prometheus endpoint serves live figures during a real Locust run; Locust's own
+statistics (fed in bulk, catga_bench/harness/locust_stats.py) count every message."""
 
 from __future__ import annotations
 
+import csv
+import json
 import subprocess
 import sys
 import time
@@ -30,7 +33,8 @@ def test_metrics_are_served_during_a_run(tmp_path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(SCENARIOS / "failing_handlers.py"),
          "--headless", "-u", "10", "-r", "10", "-t", "13s", "--only-summary",
-         "--metrics-port", str(port), "--report-dir", str(tmp_path / "r")],
+         "--metrics-port", str(port), "--report-dir", str(tmp_path / "r"),
+         "--csv", str(tmp_path / "locust")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -54,3 +58,10 @@ def test_metrics_are_served_during_a_run(tmp_path) -> None:
     finally:
         out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
+    # Locust's own table (web UI, --csv): every message once, its failures as failures
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    with (tmp_path / "locust_stats.csv").open() as f:
+        total = next(row for row in csv.DictReader(f) if row["Name"] == "Aggregated")
+    assert int(total["Request Count"]) == report["sent"] > 0
+    failures = int(total["Failure Count"])
+    assert failures == round(report["error_ratio"] * report["sent"]) > 0
