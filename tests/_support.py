@@ -7,6 +7,8 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,3 +125,52 @@ class CleanGate:
     def report(self, case: str) -> dict[str, Any]:
         out: dict[str, Any] = json.loads((self.report_dir(case) / "report.json").read_text())
         return out
+
+
+#: (defect, the case that must catch it, the target it must miss): tests/chaos/test_gate_defects
+DEFECT_CASES = [
+    ("block_loop", "high_fanout", "p99_latency"),
+    ("breaker_disabled", "failing_handlers", "breaker_opens_within"),
+    ("unbounded_queue", "overload", "min_rejected"),
+    ("dedup_off", "exactly_once", "duplicates"),
+    ("ack_before_handling", "failing_handlers", "lost"),
+]
+
+
+def run_gates(tmp: Path, gates: list[tuple[str, list[str], str | None]],
+              parallel: int = 2) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Run ``catga-bench gate --profile ci --only CASES`` once per ``(name, cases, defect)``,
+    each its own process with ``CATGA_BENCH_DEFECTS`` set to ``defect`` (None: the clean
+    build), ``parallel`` at a time in the order given (longest first). Returns name -> (exit
+    code, --json document)."""
+    env = {k: v for k, v in os.environ.items() if k != "CATGA_BENCH_DEFECTS"}
+    running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+    done: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def reap(entry: tuple[str, subprocess.Popen[bytes], Path]) -> None:
+        name, proc, out = entry
+        code = proc.wait(timeout=400)
+        assert out.exists(), f"{name}: gate exited {code} without writing {out}: " + \
+            (out.parent / "gate.log").read_text()[-2000:]
+        done[name] = (code, json.loads(out.read_text()))
+
+    for name, cases, defect in gates:
+        if len(running) == parallel:
+            # the first to finish frees its slot
+            while all(p.poll() is None for _, p, _ in running):
+                time.sleep(0.2)
+            finished = next(e for e in running if e[1].poll() is not None)
+            running.remove(finished)
+            reap(finished)
+        out = tmp / name / "gate.json"
+        out.parent.mkdir(parents=True)
+        with open(out.parent / "gate.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "catga_bench.cli", "gate", "--profile", "ci", "--only",
+                 ",".join(cases), "--json", str(out), "--report-dir", str(out.parent / "reports")],
+                stdout=log, stderr=subprocess.STDOUT,
+                env=env if defect is None else {**env, "CATGA_BENCH_DEFECTS": defect})
+        running.append((name, proc, out))
+    for entry in running:
+        reap(entry)
+    return done

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import CleanGate, LocustRun, run_locust
-
-from catga_bench.suite.cli import main as gate_main
+from _support import DEFECT_CASES, CleanGate, LocustRun, run_gates, run_locust
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -31,16 +27,19 @@ CLEAN_CASES = ("high_fanout", "high_throughput", "slow_handlers", "failing_handl
 
 
 @pytest.fixture(scope="session")
-def clean_gate(tmp_path_factory: pytest.TempPathFactory) -> CleanGate:
-    """The clean build through the gate, once per session (about 70 s)."""
-    tmp = tmp_path_factory.mktemp("clean-gate")
-    out = tmp / "gate.json"
-    saved = os.environ.pop("CATGA_BENCH_DEFECTS", None)
-    try:
-        code = gate_main(["--profile", "ci", "--only", ",".join(CLEAN_CASES), "--json",
-                          str(out), "--report-dir", str(tmp / "reports")])
-    finally:
-        if saved is not None:
-            os.environ["CATGA_BENCH_DEFECTS"] = saved
-    assert out.exists(), f"gate exited {code} without writing {out}"
-    return CleanGate(code, json.loads(out.read_text()))
+def gate_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Every gate run the sensitivity tests read, once per session, two processes at a time
+    (longest first): the clean build over CLEAN_CASES ("clean", ~85 s) and each seeded defect
+    over the one case that must catch it (its name; ~25-30 s each). Each defect's run must
+    fail on its target, which sharing the CPU cannot undo; the clean run must pass beside one
+    other run, as the fault matrix's cells do."""
+    order = sorted(DEFECT_CASES, key=lambda d: d[0] != "unbounded_queue")
+    gates = [("clean", list(CLEAN_CASES), None),
+             *((defect, [case], defect) for defect, case, _ in order)]
+    return run_gates(tmp_path_factory.mktemp("gates"), gates)
+
+
+@pytest.fixture(scope="session")
+def clean_gate(gate_runs: dict[str, tuple[int, dict[str, Any]]]) -> CleanGate:
+    """The clean build through the gate (from ``gate_runs``)."""
+    return CleanGate(*gate_runs["clean"])

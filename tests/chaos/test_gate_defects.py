@@ -3,72 +3,29 @@
 with exit 1 on the expected SLO target. A gate that cannot fail is worthless.
 
 One clean gate run covers every case involved (the session's ``clean_gate``, shared with
-test_gate_embedded.py); each defect then gets one run of the single case that must catch it,
-as its own ``catga-bench gate`` process (two at a time: each must fail on its target, which
-sharing the CPU cannot undo).
+test_gate_embedded.py); each defect gets one run of the single case that must catch it. All of
+them are ``catga-bench gate`` processes run two at a time (``gate_runs``, conftest.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import CleanGate
+from _support import DEFECT_CASES, CleanGate
 
 pytestmark = pytest.mark.slow
 
 CASES = ("high_fanout", "failing_handlers", "overload", "exactly_once")
 
 
-#: (defect, the case that must catch it, the target it must miss)
-DEFECT_CASES = [
-    ("block_loop", "high_fanout", "p99_latency"),
-    ("breaker_disabled", "failing_handlers", "breaker_opens_within"),
-    ("unbounded_queue", "overload", "min_rejected"),
-    ("dedup_off", "exactly_once", "duplicates"),
-    ("ack_before_handling", "failing_handlers", "lost"),
-]
-#: defect gates run at once: each is a separate `catga-bench gate` process with its own
-#: CATGA_BENCH_DEFECTS; the longest (unbounded_queue's overload, ~30 s) beside the rest
-PARALLEL = 2
-
-
 @pytest.fixture(scope="module")
-def defect_gates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any]]]:
+def defect_gates(gate_runs: dict[str, tuple[int, dict[str, Any]]]
+                 ) -> dict[str, tuple[int, dict[str, Any]]]:
     """defect -> (exit code, --json document) of ``catga-bench gate --profile ci --only CASE``
-    with that defect seeded, PARALLEL gates at a time (longest first)."""
-    tmp = tmp_path_factory.mktemp("defect-gates")
-    order = sorted(DEFECT_CASES, key=lambda d: d[0] != "unbounded_queue")
-    env = {k: v for k, v in os.environ.items() if k != "CATGA_BENCH_DEFECTS"}
-    running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-    done: dict[str, tuple[int, dict[str, Any]]] = {}
-
-    def reap(proc_entry: tuple[str, subprocess.Popen[bytes], Path]) -> None:
-        defect, proc, out = proc_entry
-        code = proc.wait(timeout=300)
-        assert out.exists(), f"{defect}: gate exited {code} without writing {out}: " + \
-            (out.parent / "gate.log").read_text()[-2000:]
-        done[defect] = (code, json.loads(out.read_text()))
-
-    for defect, case, _ in order:
-        if len(running) == PARALLEL:
-            reap(running.pop(0))
-        out = tmp / defect / "gate.json"
-        out.parent.mkdir()
-        with open(out.parent / "gate.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "catga_bench.cli", "gate", "--profile", "ci", "--only",
-                 case, "--json", str(out), "--report-dir", str(out.parent / "reports")],
-                stdout=log, stderr=subprocess.STDOUT, env={**env, "CATGA_BENCH_DEFECTS": defect})
-        running.append((defect, proc, out))
-    for entry in running:
-        reap(entry)
-    return done
+    with that defect seeded (the session's ``gate_runs``, tests/chaos/conftest.py)."""
+    return {defect: gate_runs[defect] for defect, _, _ in DEFECT_CASES}
 
 
 def _case(doc: dict[str, Any], name: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ SCENARIO = ROOT / "tests" / "fixtures" / "capacity_1000.py"
 def test_capacity_finds_a_bracket_below_the_known_limit(tmp_path: Path) -> None:
     out = tmp_path / "cap"
     cmd = [sys.executable, "-m", "catga_bench.cli", "capacity", "-f", str(SCENARIO),
-           "--start-rate", "300", "--trial-s", "2", "--final-trials", "1",
+           "--start-rate", "600", "--trial-s", "2", "--final-trials", "1",
            "--final-trial-s", "2", "--width", "0.5", "--max-time", "55", "--users", "2",
            "--ceiling", "off", "--report-dir", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT,
@@ -33,7 +33,7 @@ def test_capacity_finds_a_bracket_below_the_known_limit(tmp_path: Path) -> None:
     assert lo <= 1020  # 10 slots x 10 ms: it cannot hold more
     assert doc["capacity"]["confirmed"] and doc["result"]["final_count"] == 1
     trials = doc["result"]["trials"]
-    assert [t["rate"] for t in trials[:2]] == [300, 600]  # doubling from the start rate
+    assert [t["rate"] for t in trials[:2]] == [600, 1200]  # doubling from the start rate
     assert any(t["verdict"] != "PASS" for t in trials)  # the upper end was a trial
     for t in trials:
         assert (Path(t["report_dir"]) / "report.json").exists()
