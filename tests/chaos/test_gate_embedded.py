@@ -39,7 +39,7 @@ def test_high_fanout_passes_and_writes_three_reports(clean_gate: CleanGate) -> N
 
 
 def test_same_run_with_impossible_p99_fails_with_exit_1(locust_run) -> None:
-    run = locust_run("high_fanout", "--slo-p99-ms", "0.001", seconds=6)
+    run = locust_run("high_fanout", "--slo-p99-ms", "0.001", seconds=3)
     assert run.code == 1, run.output[-3000:]
     assert run.report["passed"] is False
     assert run.slo("p99_latency")["passed"] is False
