@@ -75,6 +75,12 @@ class _State:
             self.hi_confirmed, self.hi_ratio = False, None
             self.hi_failed_search = True
 
+    def upper_bound(self, rate: float, ratio: float, finals: list[Trial]) -> None:
+        """``rate`` failed its final trials (exceed ratio ``ratio``): a confirmed hi."""
+        invalid = any(t.verdict == "INVALID" for t in finals)
+        self.hi, self.hi_kind = rate, "generator" if invalid else "system"
+        self.hi_confirmed, self.hi_ratio = True, ratio
+
 
 class CapacitySearch:
     """Runs the search with ``trial(rate, seconds, phase) -> Trial`` and ``clock() -> seconds
@@ -185,10 +191,7 @@ class CapacitySearch:
                 if outcome == "at_max_rate":
                     return self._result(outcome, confirmed=True, note=self._lo_note())
                 return self._confirm_hi()
-            finals = self.trials[-count:]
-            invalid = any(t.verdict == "INVALID" for t in finals)
-            st.hi, st.hi_kind = st.lo, "generator" if invalid else "system"
-            st.hi_confirmed, st.hi_ratio = True, ratio
+            st.upper_bound(st.lo, ratio, self.trials[-count:])
             outcome = "bracket"
             # step down by the width, doubling the step after each further rejection (RFC
             # 9971's external search): a short trial's lucky pass may sit well above the load
@@ -232,9 +235,7 @@ class CapacitySearch:
                                     note=self._lo_note() + "; the budget (--max-time) ran "
                                     "out before the confirmed bracket was narrowed to the width")
             if ratio > self.s.exceed_ratio + EPS:
-                invalid = any(t.verdict == "INVALID" for t in self.trials[-count:])
-                st.hi, st.hi_kind = rate, "generator" if invalid else "system"
-                st.hi_confirmed, st.hi_ratio = True, ratio
+                st.upper_bound(rate, ratio, self.trials[-count:])
                 continue
             # held through the whole goal: a confirmed lower bound
             st.lo, st.ratio, st.passes, st.count = rate, ratio, passes, count
