@@ -10,9 +10,11 @@ trial function and a clock and never runs anything itself, so it is tested with 
    (:attr:`Trial.exceeded_s`); ``lo`` is accepted when it is <= ``exceed_ratio`` (RFC 9971's
    default 0.5). Otherwise ``lo`` becomes the new (confirmed) ``hi`` and the lower bound steps
    down by the width (``[hi / (1 + width), hi)``), then by twice the last step after each
-   further rejection, and is confirmed again. The confirmation stops as soon as its outcome is
-   decided against it (breached seconds already over the ratio of the goal), and a final
-   trial may end early only then (see :meth:`CapacitySearch._final_trials`).
+   further rejection, and is confirmed again; when the generator could not offer the rate
+   (INVALID final trials), the step goes at least a width below the most it did offer. The
+   confirmation stops as soon as its outcome is decided against it (breached seconds already
+   over the ratio of the goal), and a final trial may end early only then (see
+   :meth:`CapacitySearch._final_trials`).
 4. **Confirm** ``hi`` the same way (RFC 9971 backs both bounds by the goal duration): final
    trials at ``hi`` whose exceed ratio is over the limit make it a confirmed upper bound (a
    ``hi`` that came from a rejected confirmation of ``lo`` already is one). When ``hi`` holds
@@ -47,6 +49,13 @@ EPS = 1e-9
 #: ``trial(rate, seconds, phase, stop_after_s)``: run one trial; ``stop_after_s`` (None: the
 #: runner's own setting) is how many consecutive breached seconds may end it early
 TrialFn = Callable[[float, float, Phase, int | None], Trial]
+
+
+def _offered_when_invalid(finals: list[Trial]) -> float | None:
+    """The most the generator offered in the INVALID trials among ``finals`` (msg/s), or None
+    when none was invalid or none measured it."""
+    offered = [t.sent_rate for t in finals if t.verdict == "INVALID" and t.sent_rate]
+    return max(offered) if offered else None
 
 
 class BudgetExhausted(Exception):
@@ -197,6 +206,11 @@ class CapacitySearch:
             # 9971's external search): a short trial's lucky pass may sit well above the load
             # that holds for the goal duration
             lower = st.hi / (1 + step)
+            offered = _offered_when_invalid(self.trials[-count:])
+            if offered is not None:
+                # the generator could not offer the rate: a rate above what it did offer
+                # would only be invalid again, at a final trial's cost
+                lower = min(lower, offered / (1 + self.s.width))
             step *= 2
             if lower < self.s.min_rate - EPS:
                 return self._result("below_min_rate",

@@ -250,3 +250,33 @@ def test_budget_out_after_a_step_up_knows_nothing_above_lo() -> None:
     assert result.outcome == "budget" and result.confirmed
     assert result.hi is None and result.lo is not None and result.lo > finals[0].rate
     assert "capacity >= lo" in result.note
+
+
+def test_a_lower_bound_the_generator_could_not_offer_steps_below_what_it_did_offer() -> None:
+    # the short trials pass up to 10,000; for the length of final trials the generator
+    # manages only 7,000 msg/s (INVALID above, having offered 7,000); the system holds anything
+    calls: list[tuple[float, Phase]] = []
+    now = [0.0]
+
+    def trial(rate: float, seconds: float, phase: Phase, stop: int | None = None) -> Trial:
+        calls.append((rate, phase))
+        now[0] += seconds + 2
+        if phase == "final" and rate > 7000:
+            return Trial(rate=rate, phase=phase, planned_s=seconds, verdict="INVALID",
+                         seconds=int(seconds), breached=int(seconds), sent_rate=7000.0)
+        verdict: Verdict = "PASS" if phase == "final" or rate < 10_000 else "FAIL"
+        return Trial(rate=rate, phase=phase, planned_s=seconds, verdict=verdict,
+                     seconds=int(seconds), breached=0 if verdict == "PASS" else int(seconds),
+                     sent_rate=rate)
+
+    settings = SearchSettings(start_rate=1000.0, max_time_s=10_000.0)
+    result = CapacitySearch(settings, trial, lambda: now[0]).run()
+    finals = list(dict.fromkeys(r for r, phase in calls if phase == "final"))
+    first = finals[0]
+    assert first > 9000  # the search's lower bound, rejected as invalid
+    # the next lower bound is a width below the 7,000 offered, not 5 % below the rejected rate
+    assert finals[1] == pytest.approx(7000 / 1.05)
+    assert result.outcome == "bracket" and result.confirmed and result.hi_confirmed
+    assert result.lo is not None and result.hi is not None
+    assert result.lo <= 7000 < result.hi and result.hi_kind == "generator"
+    assert result.hi / result.lo - 1 <= 0.05 + 1e-9
