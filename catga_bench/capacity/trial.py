@@ -67,6 +67,10 @@ WARMUP_S = 2.0
 MIN_WINDOW_S = 2.0
 #: whole messages per second of slack in the share checks (counts per second are integers)
 SLACK_MSG_S = 1.0
+#: a trial's own report files: its HTML page (matplotlib, ~1.5 s of each trial's start-up and
+#: end) is left out; the capacity report draws the trials together (the user's own
+#: --report-formats after ``--`` wins)
+TRIAL_REPORT_FORMATS = "json,md"
 #: seconds a trial may take beyond its length (start-up, drain, report) before it is killed
 GRACE_S = 120.0
 
@@ -102,7 +106,8 @@ class TrialRunner:
         stop = self.stop_on_breach_s
         if stop and stop_after_s is not None:
             stop = max(1, stop_after_s)
-        extra = [*self.extra, "--rate", f"{rate:.10g}", "--slo-min-throughput", "off",
+        extra = ["--report-formats", TRIAL_REPORT_FORMATS, *self.extra,
+                 "--rate", f"{rate:.10g}", "--slo-min-throughput", "off",
                  "--catga-stop-on-breach-s", str(stop)]
         return locust_command(self.scenario, users=self.users,
                               run_time_s=math.ceil(seconds + WARMUP_S), report_dir=report_dir,

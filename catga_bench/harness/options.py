@@ -19,6 +19,8 @@ TRANSPORTS = ("embedded", "nats", "redis")
 #: systems under test (--sut): the reference core, or a black box described by AsyncAPI (its
 #: input over NATS, or as HTTP requests)
 SUTS = ("core", "asyncapi", "http")
+#: report files a run can write (--report-formats); json always
+REPORT_FORMATS = ("json", "md", "html")
 DEFAULT_URLS = {"nats": "nats://127.0.0.1:4222", "redis": "redis://127.0.0.1:6379"}
 
 #: --slo-* options -> SLOTargets field and value type
@@ -83,6 +85,10 @@ def add_arguments(parser: Any) -> None:
                    help="Handlers per event for scenarios that generate them (high_fanout)")
     g.add_argument("--report-dir", default=None, metavar="DIR",
                    help="Where report.json/.md/.html go. Default: reports/<scenario>-<time>/")
+    g.add_argument("--report-formats", default="json,md,html", metavar="LIST",
+                   help="Which of report.json, .md, .html to write, comma-separated (json is "
+                        "always written: gates and compare read it). The HTML page draws its "
+                        "plots with matplotlib, about 1.5 s per run. Default: json,md,html")
     g.add_argument("--metrics-port", default="0", metavar="PORT",
                    help="Serve the core's Prometheus /metrics on this port (worker processes "
                         "use the next free ports). Default: 0 = off")
@@ -133,6 +139,7 @@ class RunOptions:
     sut_spec: str | None = None  # None: the scenario's
     nats_url: str | None = None  # an explicit --nats-url / CATGA_NATS_URL, else None
     stop_on_breach_s: int = 0  # > 0: stop after this many seconds of sustained SLO breach
+    report_formats: tuple[str, ...] = REPORT_FORMATS  # always with "json"
 
 
 def _number(option: str, raw: str, kind: type, *, minimum: float, strict: bool) -> Any:
@@ -208,7 +215,20 @@ def parse_options(ns: Any) -> RunOptions:
                      strict=False)
     return RunOptions(transport, broker_url, rate_v, qos_v, handlers_v,
                       getattr(ns, "report_dir", None), port, overrides, sut, sut_spec,
-                      nats_url, stop_s)
+                      nats_url, stop_s, report_formats(getattr(ns, "report_formats", None)))
+
+
+def report_formats(raw: str | None) -> tuple[str, ...]:
+    """``--report-formats``: a comma-separated subset of json, md, html (json is added: the
+    gates read it). Raises ConfigError naming an unknown format and the allowed ones."""
+    if raw in (None, ""):
+        return REPORT_FORMATS
+    asked = [f.strip().lower() for f in str(raw).split(",") if f.strip()]
+    unknown = [f for f in asked if f not in REPORT_FORMATS]
+    if unknown:
+        raise ConfigError(f"--report-formats: {unknown[0]!r} is not a report format; "
+                          f"allowed: {', '.join(REPORT_FORMATS)}")
+    return tuple(f for f in REPORT_FORMATS if f == "json" or f in asked)
 
 
 def _sut(ns: Any) -> tuple[str | None, str | None]:

@@ -404,9 +404,9 @@ class Harness:
         from catga_bench.judge.report import write_reports
 
         assert self.report is not None
-        paths = write_reports(self.report, self.report_dir())
+        paths = write_reports(self.report, self.report_dir(), self.options.report_formats)
         self.report_paths = paths
-        log.info("catga-bench: report written to %s", paths.get("md"))
+        log.info("catga-bench: report written to %s", paths.get("md", paths["json"]))
 
     def on_payload(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.payloads[str(msg.node_id)] = msg.data

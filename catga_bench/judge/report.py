@@ -17,6 +17,7 @@ importing this module stays fast.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,23 +46,29 @@ FILE_NAMES: dict[str, str] = {"json": "report.json", "md": "report.md", "html": 
 # ============================================================================ public API
 
 
-def write_reports(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Create ``out_dir`` (parents too) and write report.json, report.md and report.html.
+def write_reports(report: dict[str, Any], out_dir: Path,
+                  formats: Iterable[str] = tuple(FILE_NAMES)) -> dict[str, Path]:
+    """Create ``out_dir`` (parents too) and write report.json and, as ``formats`` asks,
+    report.md and report.html.
 
     Args:
         report: the run's report dict (any key may be missing).
-        out_dir: directory for the three files; existing files are overwritten.
+        out_dir: directory for the files; existing files are overwritten.
+        formats: any of ``json``, ``md``, ``html`` (json is always written).
 
     Returns:
-        ``{"json": path, "md": path, "html": path}``.
+        ``{"json": path, "md": path, "html": path}`` for the files written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = as_dict(report)
-    paths = {kind: out / name for kind, name in FILE_NAMES.items()}
+    wanted = {"json", *formats}
+    paths = {kind: out / name for kind, name in FILE_NAMES.items() if kind in wanted}
     paths["json"].write_text(_to_json(data) + "\n", encoding="utf-8")
-    paths["md"].write_text(render_markdown(data), encoding="utf-8")
-    paths["html"].write_text(render_html(data), encoding="utf-8")
+    if "md" in paths:
+        paths["md"].write_text(render_markdown(data), encoding="utf-8")
+    if "html" in paths:
+        paths["html"].write_text(render_html(data), encoding="utf-8")
     return paths
 
 

@@ -153,6 +153,11 @@ def test_command_runs_the_scenario_at_the_rate_with_the_users_options(tmp_path: 
     assert cmd[cmd.index("--transport") + 1] == "nats"
     assert cmd[cmd.index("--slo-min-throughput") + 1] == "off"
     assert cmd[cmd.index("--catga-stop-on-breach-s") + 1] == "5"
+    # no HTML page per trial (1.5 s each), unless the user's options after `--` ask for it
+    assert cmd[cmd.index("--report-formats") + 1] == "json,md"
+    mine = TrialRunner(Path("scenarios/x.py"), tmp_path, extra=["--report-formats", "html"])
+    cmd = mine.command(1000, 5, tmp_path / "t0")
+    assert cmd[max(i for i, a in enumerate(cmd) if a == "--report-formats") + 1] == "html"
     # a final trial's own stop (its confirmation decided), unless early stops are off
     cmd = runner.command(1000, 20, tmp_path / "t2", stop_after_s=23)
     assert cmd[cmd.index("--catga-stop-on-breach-s") + 1] == "23"

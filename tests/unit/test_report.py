@@ -114,6 +114,17 @@ def test_write_reports_writes_three_files_and_json_round_trips(
     assert paths["json"].read_text().startswith('{\n  "scenario": "high_fanout"')
 
 
+
+def test_write_reports_writes_only_the_formats_asked_and_always_json(
+    full_report: dict[str, Any], tmp_path: Path
+) -> None:
+    paths = rep.write_reports(full_report, tmp_path / "a", formats=("md",))
+    assert set(paths) == {"json", "md"}
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["report.json", "report.md"]
+    paths = rep.write_reports(full_report, tmp_path / "b", formats=())
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["report.json"]
+    assert json.loads(paths["json"].read_text()) == full_report
+
 def test_markdown_has_verdict_slo_table_and_figures(full_report: dict[str, Any]) -> None:
     md = rep.render_markdown(full_report)
     assert full_report["verdict"] in md

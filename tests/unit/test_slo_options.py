@@ -184,3 +184,12 @@ def test_merged_rejects_unknown_and_bad_values() -> None:
         SLOTargets().merged({"nope": 1})
     with pytest.raises(ConfigError, match="p99_ms"):
         SLOTargets().merged({"p99_ms": -1})
+
+
+def test_report_formats(parser: argparse.ArgumentParser) -> None:
+    assert _parse(parser).report_formats == ("json", "md", "html")
+    assert _parse(parser, "--report-formats", "md").report_formats == ("json", "md")
+    assert _parse(parser, "--report-formats", "HTML, json").report_formats == ("json", "html")
+    with pytest.raises(ConfigError, match=r"--report-formats: 'pdf' is not a report format; "
+                                          r"allowed: json, md, html"):
+        _parse(parser, "--report-formats", "md,pdf")
