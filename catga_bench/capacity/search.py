@@ -11,7 +11,7 @@ trial function and a clock and never runs anything itself, so it is tested with 
    default 0.5). Otherwise ``lo`` becomes the new (confirmed) ``hi`` and the lower bound steps
    down by the width (``[hi / (1 + width), hi)``), then by twice the last step after each
    further rejection, and is confirmed again; when the generator could not offer the rate
-   (INVALID final trials), the step goes at least a width below the most it did offer. The
+   (INVALID final trials), steps to rates above the most it did offer are skipped. The
    confirmation stops as soon as its outcome is decided against it (breached seconds already
    over the ratio of the goal), and a final trial may end early only then (see
    :meth:`CapacitySearch._final_trials`).
@@ -205,13 +205,15 @@ class CapacitySearch:
             # step down by the width, doubling the step after each further rejection (RFC
             # 9971's external search): a short trial's lucky pass may sit well above the load
             # that holds for the goal duration
-            lower = st.hi / (1 + step)
             offered = _offered_when_invalid(self.trials[-count:])
-            if offered is not None:
-                # the generator could not offer the rate: a rate above what it did offer
-                # would only be invalid again, at a final trial's cost
-                lower = min(lower, offered / (1 + self.s.width))
-            step *= 2
+            while True:
+                lower = st.hi / (1 + step)
+                step *= 2
+                # the generator could not offer the rate: a step to a rate above what it did
+                # offer would only be invalid again, at a final trial's cost; skipped (the
+                # steps stay the doubling ones, whose brackets bisect to the width cleanly)
+                if offered is None or lower <= offered or lower < self.s.min_rate:
+                    break
             if lower < self.s.min_rate - EPS:
                 return self._result("below_min_rate",
                                     note=f"the final trials failed down to {st.hi:,.0f} msg/s")

@@ -274,8 +274,11 @@ def test_a_lower_bound_the_generator_could_not_offer_steps_below_what_it_did_off
     finals = list(dict.fromkeys(r for r, phase in calls if phase == "final"))
     first = finals[0]
     assert first > 9000  # the search's lower bound, rejected as invalid
-    # the next lower bound is a width below the 7,000 offered, not 5 % below the rejected rate
-    assert finals[1] == pytest.approx(7000 / 1.05)
+    # the next lower bound is the first of the doubling steps (5 %, 10 %, 20 %, 40 % ...)
+    # that is not above the 7,000 offered: the steps above it are skipped, not tried
+    steps = [first / (1 + 0.05 * 2 ** j) for j in range(8)]
+    assert finals[1] == pytest.approx(next(r for r in steps if r <= 7000))
+    assert finals[1] < 7000 and first / finals[1] > 1.15
     assert result.outcome == "bracket" and result.confirmed and result.hi_confirmed
     assert result.lo is not None and result.hi is not None
     assert result.lo <= 7000 < result.hi and result.hi_kind == "generator"
