@@ -115,8 +115,15 @@ def limited_by(result: SearchResult, ceiling: dict[str, Any] | None,
     top = result.hi if result.hi is not None else result.lo
     near = (ceiling_lo is not None and top is not None and top >= NEAR_CEILING * ceiling_lo)
     if near:
-        return "generator", (f"the bracket reaches {NEAR_CEILING:.0%} of the generator's "
-                             f"ceiling ({ceiling_lo:,.0f} msg/s on a no-op system)")
+        why = (f"the bracket reaches {NEAR_CEILING:.0%} of the generator's ceiling "
+               f"({ceiling_lo:,.0f} msg/s on a no-op system)")
+        ceiling_hi = as_number((ceiling or {}).get("hi"))
+        if result.lo is not None and ceiling_hi is not None and result.lo >= ceiling_hi:
+            # a system cannot hold more than the generator offers: the host was slower
+            # when the ceiling was measured (a cached one, or a slow patch)
+            why += (f"; the bracket is above that ceiling's upper end ({ceiling_hi:,.0f} "
+                    f"msg/s{_age_text(ceiling)}): the host ran faster now than then")
+        return "generator", why
     if result.hi_kind == "generator":
         if transport == "embedded" and ceiling_lo is not None:
             return "system", (f"the generator fell behind at {result.hi:,.0f} msg/s, well "
@@ -132,3 +139,18 @@ def limited_by(result: SearchResult, ceiling: dict[str, Any] | None,
         return "system", (f"the SLO failed at {result.hi:,.0f} msg/s, below the generator's "
                           f"ceiling ({ceiling_lo:,.0f} msg/s)")
     return "unknown", "no upper end was found"
+
+
+def _age_text(ceiling: dict[str, Any] | None) -> str:
+    """", measured N min ago" for a cached ceiling, else ""."""
+    at = as_number((ceiling or {}).get("measured_at_unix"))
+    if at is None or not (ceiling or {}).get("cached"):
+        return ""
+    return f", measured {max(0.0, time.time() - at) / 60:.0f} min ago"
+
+
+def cached_text(ceiling: dict[str, Any]) -> str:
+    """" (cached N min ago: PATH)" for a ceiling from the cache, else ""."""
+    if not ceiling.get("cached"):
+        return ""
+    return f" (cached{_age_text(ceiling).replace(', measured', '')}: {ceiling['cached']})"

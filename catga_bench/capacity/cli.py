@@ -395,7 +395,7 @@ def _print_summary(doc: dict[str, Any], result: SearchResult, html: Path) -> Non
     if ceiling.get("error"):
         print(f"  generator ceiling: not measured ({ceiling['error']})")
     elif ceiling:
-        source = f" (cached: {ceiling['cached']})" if ceiling.get("cached") else ""
+        source = ceil.cached_text(ceiling)
         print(f"  generator ceiling ({ceiling.get('kind')}): [{rate_text(ceiling.get('lo'))}, "
               f"{rate_text(ceiling.get('hi'))}) msg/s{source}")
     print(f"  limited by: {doc['limited_by']} ({doc['limited_by_reason']})")
