@@ -122,7 +122,8 @@ def limited_by(result: SearchResult, ceiling: dict[str, Any] | None,
             # a system cannot hold more than the generator offers: the host was slower
             # when the ceiling was measured (a cached one, or a slow patch)
             why += (f"; the bracket is above that ceiling's upper end ({ceiling_hi:,.0f} "
-                    f"msg/s{_age_text(ceiling)}): the host ran faster now than then")
+                    f"msg/s{_age_text(ceiling)}): the host ran faster during the search than "
+                    "while the ceiling was measured")
         return "generator", why
     if result.hi_kind == "generator":
         if transport == "embedded" and ceiling_lo is not None:

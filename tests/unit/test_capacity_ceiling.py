@@ -26,7 +26,7 @@ def test_a_bracket_above_a_cached_ceiling_says_the_host_was_slower_then() -> Non
     side, why = limited_by(_result(41_800, 42_786), ceiling, "embedded")
     assert side == "generator"
     assert "above that ceiling's upper end (41,771 msg/s, measured 25 min ago)" in why
-    assert "the host ran faster now than then" in why
+    assert "the host ran faster during the search than while the ceiling was measured" in why
     assert cached_text(ceiling) == " (cached 25 min ago: /c/ceiling.json)"
     assert cached_text({"lo": 1, "hi": 2}) == ""
 
