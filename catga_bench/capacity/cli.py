@@ -208,8 +208,8 @@ def _end_trial(result: SearchResult, rate: float | None) -> dict[str, Any]:
         return {}
     p99s = [t.p99_ms for t in at if t.p99_ms is not None]
     achieved = [t.achieved_rate for t in at if t.achieved_rate is not None]
-    return {"p99_ms": statistics.median(p99s) if p99s else None,
-            "achieved_rate": statistics.median(achieved) if achieved else None,
+    return {"p99_ms": round(statistics.median(p99s), 3) if p99s else None,
+            "achieved_rate": round(statistics.median(achieved), 2) if achieved else None,
             "trials": len(at), "phase": at[0].phase}
 
 
@@ -389,8 +389,9 @@ def _print_summary(doc: dict[str, Any], result: SearchResult, html: Path) -> Non
               f"exceed ratio {result.exceed_ratio:.2f}")
     if result.hi_confirmed and result.hi_exceed_ratio is not None:
         print(f"  final trials at hi: exceed ratio {result.hi_exceed_ratio:.2f}")
-    print(f"  at lo: p99 {at_lo.get('p99_ms')} ms, achieved {rate_text(at_lo.get('achieved_rate'))}"
-          f" msg/s;  at hi: p99 {at_hi.get('p99_ms')} ms, achieved "
+    print(f"  at lo: p99 {_ms(at_lo.get('p99_ms'))} ms, achieved "
+          f"{rate_text(at_lo.get('achieved_rate'))} msg/s;  at hi: p99 {_ms(at_hi.get('p99_ms'))}"
+          f" ms, achieved "
           f"{rate_text(at_hi.get('achieved_rate'))} msg/s")
     if ceiling.get("error"):
         print(f"  generator ceiling: not measured ({ceiling['error']})")
@@ -404,3 +405,8 @@ def _print_summary(doc: dict[str, Any], result: SearchResult, html: Path) -> Non
         print(f"  host speed: {host_speed_text(speed)}")
     print(f"  {result.note}")
     print(f"  {len(result.trials)} trials, {doc['elapsed_s']:.0f} s; report: {html}")
+
+
+def _ms(value: Any) -> str:
+    """A latency in ms as the trial lines print it (2 decimals), or an em dash."""
+    return "—" if not isinstance(value, int | float) else f"{value:,.2f}"

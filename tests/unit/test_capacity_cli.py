@@ -96,6 +96,7 @@ def test_run_writes_the_bracket_ceiling_and_limit(tmp_path: Path,
     assert json.loads((tmp_path / "c.json").read_text())["capacity"] == doc["capacity"]
     printed = capsys.readouterr().out
     assert "capacity in [" in printed and "limited by: system" in printed
+    assert "at lo: p99 5.00 ms" in printed and "at hi: p99 500.00 ms" in printed
     # the ceiling was cached: the next run with --ceiling auto reuses it
     monkeypatch.setattr(TrialRunner, "__call__",
                         fake_call({"high_throughput.py": 45_000, "_noop.py": 1.0}))
