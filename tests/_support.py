@@ -169,7 +169,8 @@ def run_gates(tmp: Path, gates: list[tuple[str, list[str], str | None]],
                 [sys.executable, "-m", "catga_bench.cli", "gate", "--profile", "ci", "--only",
                  ",".join(cases), "--json", str(out), "--report-dir", str(out.parent / "reports")],
                 stdout=log, stderr=subprocess.STDOUT,
-                env=env if defect is None else {**env, "CATGA_BENCH_DEFECTS": defect})
+                env=({**env, "CATGA_REPORT_FORMATS": "json,md,html"} if defect is None
+                     else {**env, "CATGA_BENCH_DEFECTS": defect}))
         running.append((name, proc, out))
     for entry in running:
         reap(entry)

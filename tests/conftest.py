@@ -7,6 +7,7 @@ may pause, kill and restart it. A missing binary fails under ``CI=true`` and ski
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,12 @@ import pytest
 from _support import require_tool
 
 from catga_bench.processes.brokers import BrokerProcess
+
+# Locust runs started by the tests write report.json and report.md, not the HTML page: its
+# matplotlib plots cost ~1.5 s at the end of each of the suite's ~150 runs. The page itself is
+# tested by tests/unit/test_report.py, and the clean gate (tests/_support.run_gates) writes all
+# three files, which tests/chaos/test_gate_embedded.py checks.
+os.environ.setdefault("CATGA_REPORT_FORMATS", "json,md")
 
 
 def _broker(kind: str, binary: str) -> Iterator[BrokerProcess]:

@@ -85,10 +85,11 @@ def add_arguments(parser: Any) -> None:
                    help="Handlers per event for scenarios that generate them (high_fanout)")
     g.add_argument("--report-dir", default=None, metavar="DIR",
                    help="Where report.json/.md/.html go. Default: reports/<scenario>-<time>/")
-    g.add_argument("--report-formats", default="json,md,html", metavar="LIST",
+    g.add_argument("--report-formats", default=None, metavar="LIST",
                    help="Which of report.json, .md, .html to write, comma-separated (json is "
                         "always written: gates and compare read it). The HTML page draws its "
-                        "plots with matplotlib, about 1.5 s per run. Default: json,md,html")
+                        "plots with matplotlib, about 1.5 s per run. Default: "
+                        "$CATGA_REPORT_FORMATS or json,md,html")
     g.add_argument("--metrics-port", default="0", metavar="PORT",
                    help="Serve the core's Prometheus /metrics on this port (worker processes "
                         "use the next free ports). Default: 0 = off")
@@ -215,12 +216,15 @@ def parse_options(ns: Any) -> RunOptions:
                      strict=False)
     return RunOptions(transport, broker_url, rate_v, qos_v, handlers_v,
                       getattr(ns, "report_dir", None), port, overrides, sut, sut_spec,
-                      nats_url, stop_s, report_formats(getattr(ns, "report_formats", None)))
+                      nats_url, stop_s,
+                      report_formats(getattr(ns, "report_formats", None)
+                                     or os.environ.get("CATGA_REPORT_FORMATS")))
 
 
 def report_formats(raw: str | None) -> tuple[str, ...]:
-    """``--report-formats``: a comma-separated subset of json, md, html (json is added: the
-    gates read it). Raises ConfigError naming an unknown format and the allowed ones."""
+    """``--report-formats`` (or ``$CATGA_REPORT_FORMATS``): a comma-separated subset of json,
+    md, html (json is added: the gates read it). Raises ConfigError naming an unknown format
+    and the allowed ones."""
     if raw in (None, ""):
         return REPORT_FORMATS
     asked = [f.strip().lower() for f in str(raw).split(",") if f.strip()]

@@ -23,7 +23,9 @@ def _parse(parser: argparse.ArgumentParser, *args: str) -> RunOptions:
     return parse_options(parser.parse_args(list(args)))
 
 
-def test_parser_defines_every_attribute(parser: argparse.ArgumentParser) -> None:
+def test_parser_defines_every_attribute(parser: argparse.ArgumentParser,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CATGA_REPORT_FORMATS", raising=False)  # tests/conftest.py sets it
     ns = parser.parse_args([])
     expected = {"transport", "nats_url", "redis_url", "rate", "qos", "handlers", "report_dir",
                 "metrics_port", "slo_file", *SLO_OPTIONS}
@@ -186,8 +188,12 @@ def test_merged_rejects_unknown_and_bad_values() -> None:
         SLOTargets().merged({"p99_ms": -1})
 
 
-def test_report_formats(parser: argparse.ArgumentParser) -> None:
+def test_report_formats(parser: argparse.ArgumentParser, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CATGA_REPORT_FORMATS", raising=False)
     assert _parse(parser).report_formats == ("json", "md", "html")
+    monkeypatch.setenv("CATGA_REPORT_FORMATS", "md")  # the default; the option wins
+    assert _parse(parser).report_formats == ("json", "md")
+    assert _parse(parser, "--report-formats", "html").report_formats == ("json", "html")
     assert _parse(parser, "--report-formats", "md").report_formats == ("json", "md")
     assert _parse(parser, "--report-formats", "HTML, json").report_formats == ("json", "html")
     with pytest.raises(ConfigError, match=r"--report-formats: 'pdf' is not a report format; "
