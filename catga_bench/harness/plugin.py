@@ -357,6 +357,7 @@ class Harness:
         else:
             payloads = [self.collect_local_payload()]
             workers = 1
+            self._let_locust_write_csv()
         self.stop_sut()  # after the drain: its exit code goes in the report
         good, failures = read_payloads(payloads)
         env_failures += failures
@@ -385,6 +386,17 @@ class Harness:
             log.exception("catga-bench: could not write the report")
             self.report["verdict"] += f" (report not written: {exc})"
             self.exit_code = EXIT_ENVIRONMENT
+
+    def _let_locust_write_csv(self) -> None:
+        """With ``--csv``, yield to Locust's CSV writer for one of its cycles: it rewrites
+        ``*_stats.csv`` every ``CSV_STATS_INTERVAL_SEC`` and only closes the files at shutdown,
+        so the completions fed in by the final drain (the run's last second or so) would be
+        missing from the file."""
+        opts = self.env.parsed_options
+        if opts is not None and getattr(opts, "csv_prefix", None):
+            from locust.stats import CSV_STATS_INTERVAL_SEC
+
+            gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.1)
 
     def _report_transport(self, kind: str) -> str:
         return self.sut.report_transport(kind)
