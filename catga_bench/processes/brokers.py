@@ -133,11 +133,15 @@ class BrokerProcess:
         return self.proc.pid if self.proc is not None else None
 
     def pause(self) -> None:
-        """SIGSTOP: the broker keeps its sockets but answers nothing (a hung broker)."""
+        """SIGSTOP: the broker keeps its sockets but answers nothing (a hung broker). Returns
+        once the kernel reports the process stopped (up to 2 s): a signal to another process is
+        only queued, and a broker still running on the other core for a moment answered a PING
+        sent right after."""
         if self.running and not self.paused:
             assert self.proc is not None
             self.proc.send_signal(signal.SIGSTOP)
             self.paused = True
+            _wait_stopped(self.proc.pid, timeout_s=2.0)
 
     def resume(self) -> None:
         """SIGCONT after :meth:`pause`."""
@@ -196,3 +200,19 @@ class BrokerProcess:
 def broker_url_env(kind: BrokerKind) -> str | None:
     """URL from ``CATGA_NATS_URL`` / ``CATGA_REDIS_URL`` if set."""
     return os.environ.get("CATGA_NATS_URL" if kind == "nats" else "CATGA_REDIS_URL")
+
+
+def _wait_stopped(pid: int, timeout_s: float) -> None:
+    """Wait until ``pid`` is in the stopped state (or gone, or ``timeout_s`` passed)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        proc = psutil.Process(pid)
+        while proc.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP,
+                                    psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+    except psutil.Error:
+        return
