@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import uvloop
 from _support import free_port
 
 from catga_bench.processes.brokers import BrokerProcess
@@ -27,12 +26,7 @@ TTL_S = 1.0
 
 
 def run(coro: Awaitable[Any]) -> Any:
-    """Run on uvloop, as the harness runs the core under Locust: once another test in this
-    process has imported Locust, gevent has patched ``selectors``, and asyncio's default loop
-    then waits in gevent's selector (a broker restart there hung this file once in ~20 runs,
-    the loop waiting with no timer)."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)  # type: ignore[arg-type]
+    return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 def node(node_id: str, load: float = 0.0, zone: str = "") -> NodeInfo:

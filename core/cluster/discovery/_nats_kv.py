@@ -242,32 +242,20 @@ class NatsKvDiscovery(Discovery):
 
     async def nodes(self) -> list[NodeInfo]:
         """Live nodes: the latest value of every key still in the bucket (the server has
-        already deleted entries older than ``ttl_s``; deleted/purged keys are skipped).
-
-        nats-py's watcher signals "initial values delivered" from the consumer's info, which
-        races with the first deliveries: the marker can come before a key that is there (seen
-        about once in 50 listings of one key). So the marker is checked against the stream's
-        own count of keys (one more API round trip) and the listing waits for the rest."""
+        already deleted entries older than ``ttl_s``; deleted/purged keys are skipped)."""
         kv = self._bucket()
         found: dict[str, NodeInfo] = {}
-        keys: set[str] = set()
         try:
-            watcher = await kv.watchall()  # deletes too: every key of the stream is counted
+            watcher = await kv.watchall(ignore_deletes=True)
             try:
                 while True:
-                    try:
-                        entry = await watcher.updates(timeout=self.api_timeout_s)
-                    except TimeoutError:
-                        if not keys and not found:
-                            raise
-                        break  # a key counted by the stream but never delivered (expired)
+                    # The watcher sends None once the initial values are delivered (or at once
+                    # for an empty bucket).
+                    entry = await watcher.updates(timeout=self.api_timeout_s)
                     if entry is None:
-                        if len(keys) >= await self._key_count():
-                            break
+                        break
+                    if entry.value is None:
                         continue
-                    keys.add(entry.key)
-                    if entry.operation is not None or not entry.value:
-                        continue  # deleted or purged
                     seen = _unix_s(entry.created)
                     try:
                         node = node_from_json(entry.value, seen)
@@ -282,11 +270,3 @@ class NatsKvDiscovery(Discovery):
         except Exception as exc:
             raise self._error(exc, "listing nodes") from exc
         return sorted(found.values(), key=lambda n: n.node_id)
-
-    async def _key_count(self) -> int:
-        """Keys (subjects) in the bucket's stream now: ``KV_<bucket>`` holds ``$KV.<bucket>.<key>``
-        (the key-value layout of NATS ADR-8)."""
-        assert self._nc is not None
-        js = self._nc.jetstream(timeout=self.api_timeout_s)
-        info = await js.stream_info(f"KV_{self.bucket}", subjects_filter=f"$KV.{self.bucket}.>")
-        return len(info.state.subjects or {})
