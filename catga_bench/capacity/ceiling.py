@@ -142,16 +142,23 @@ def limited_by(result: SearchResult, ceiling: dict[str, Any] | None,
     return "unknown", "no upper end was found"
 
 
-def _age_text(ceiling: dict[str, Any] | None) -> str:
-    """", measured N min ago" for a cached ceiling, else ""."""
+def _age_min(ceiling: dict[str, Any] | None) -> float | None:
+    """Minutes since a cached ceiling was measured, or None (measured now, or no time)."""
     at = as_number((ceiling or {}).get("measured_at_unix"))
     if at is None or not (ceiling or {}).get("cached"):
-        return ""
-    return f", measured {max(0.0, time.time() - at) / 60:.0f} min ago"
+        return None
+    return max(0.0, time.time() - at) / 60
+
+
+def _age_text(ceiling: dict[str, Any] | None) -> str:
+    """", measured N min ago" for a cached ceiling, else ""."""
+    age = _age_min(ceiling)
+    return "" if age is None else f", measured {age:.0f} min ago"
 
 
 def cached_text(ceiling: dict[str, Any]) -> str:
     """" (cached N min ago: PATH)" for a ceiling from the cache, else ""."""
     if not ceiling.get("cached"):
         return ""
-    return f" (cached{_age_text(ceiling).replace(', measured', '')}: {ceiling['cached']})"
+    age = _age_min(ceiling)
+    return f" (cached{'' if age is None else f' {age:.0f} min ago'}: {ceiling['cached']})"
