@@ -112,7 +112,7 @@ def test_every_cell_of_the_matrix_ran(matrix: tuple[int, dict[str, Any]]) -> Non
 @pytest.mark.parametrize("fault", FAULT_NAMES)
 def test_cell(matrix: tuple[int, dict[str, Any]], fault: str, transport: str) -> None:
     cell = _cell(matrix[1], fault, transport)
-    assert cell["status"] == "PASS", (cell["verdict"], cell["failed_targets"])
+    assert cell["status"] == "PASS", f"{cell['verdict']} {cell['failed_targets']}"
     journal = json.loads((Path(cell["report_dir"]) / "journal.json").read_text())
     for key in JOURNAL_KEYS:
         assert key in journal, key

@@ -82,7 +82,7 @@ def test_the_core_as_a_black_box_passes_clean(nats_server: BrokerProcess,
                                "--slo-min-throughput", "off")
     finally:
         core.stop()
-    assert code == 0, (r["verdict"], out)
+    assert code == 0, f"{r['verdict']}\n{out}"
     assert r["sut"] == {"kind": "asyncapi", "spec": str(DOC),
                         "channels": ["catga.blackbox.Input", "catga.blackbox_out.Handled"]}
     assert r["handlers"]["handled"]["handled"] == r["sent"] > 8000
@@ -106,9 +106,9 @@ def test_dedup_off_fails_at_qos_2_as_a_black_box(nats_server: BrokerProcess, tmp
     assert r["qos"] == 2 and r["redeliveries"] > 50
     assert r["lost"] == 0, r["verdict"]
     if defect is None:
-        assert code == 0 and r["duplicates"] == 0, (r["verdict"], out)
+        assert code == 0 and r["duplicates"] == 0, f"{r['verdict']}\n{out}"
     else:
-        assert code == 1, (r["verdict"], out)
+        assert code == 1, f"{r['verdict']}\n{out}"
         assert r["duplicates"] >= r["redeliveries"] // 2 > 25
         assert "duplicates" in r["verdict"]
 
@@ -141,9 +141,9 @@ def test_a_kill_of_the_core_loses_only_with_ack_before_handling(
     assert killed.is_set() and core.starts == 2
     assert r["sent"] > 3500
     if defect is None:
-        assert r["lost"] == 0, (r["verdict"], out)
-        assert code == 0, (r["verdict"], out)
+        assert r["lost"] == 0, f"{r['verdict']}\n{out}"
+        assert code == 0, f"{r['verdict']}\n{out}"
         assert r["latency_ms"]["max"] >= 1000  # the outage shows in latency
     else:
-        assert code == 1, (r["verdict"], out)
+        assert code == 1, f"{r['verdict']}\n{out}"
         assert r["lost"] > 0 and "lost" in r["verdict"]

@@ -57,7 +57,7 @@ def _classes(r: dict[str, Any]) -> tuple[int, ...]:
 
 def test_the_redis_service_passes_clean(redis_server: BrokerProcess, tmp_path: Path) -> None:
     code, r, out = _locust(tmp_path, redis_server.url, 6)
-    assert code == 0, (r["verdict"], out)
+    assert code == 0, f"{r['verdict']}\n{out}"
     process = r["sut"].pop("process")
     assert r["sut"] == {"kind": "asyncapi", "spec": str(DOC),
                         "channels": ["orders:placed", "orders:confirmed"]}
@@ -73,7 +73,7 @@ def test_the_redis_service_passes_clean(redis_server: BrokerProcess, tmp_path: P
 def test_drop_1pct_is_lost_and_named(redis_server: BrokerProcess, tmp_path: Path) -> None:
     code, r, out = _locust(tmp_path, redis_server.url, 6,
                            env={"ORDER_SERVICE_DEFECT": "drop_1pct"})
-    assert code == 1, (r["verdict"], out)
+    assert code == 1, f"{r['verdict']}\n{out}"
     assert r["lost"] >= r["sent"] // 100 - 1 > 8
     assert "lost" in r["verdict"]
     failing = r["failing_messages"]
@@ -87,7 +87,7 @@ def test_drop_1pct_is_lost_and_named(redis_server: BrokerProcess, tmp_path: Path
 def test_bad_schema_1pct_is_nonconformant(redis_server: BrokerProcess, tmp_path: Path) -> None:
     code, r, out = _locust(tmp_path, redis_server.url, 6,
                            env={"ORDER_SERVICE_DEFECT": "bad_schema_1pct"})
-    assert code == 1, (r["verdict"], out)
+    assert code == 1, f"{r['verdict']}\n{out}"
     assert r["nonconformant"] >= r["sent"] // 100 - 1 > 8
     assert r["lost"] == 0
     assert "nonconformant" in r["verdict"]
@@ -144,8 +144,8 @@ def test_a_kill_of_the_service_at_qos_1_loses_nothing(redis_server: BrokerProces
     log = sut.log_path.read_text()
     assert "claimed" in log, log[-2000:]  # the dead consumer's pending entries
     assert r["sent"] > 2000
-    assert r["lost"] == 0, (r["verdict"], out)
-    assert code == 0, (r["verdict"], out)
+    assert r["lost"] == 0, f"{r['verdict']}\n{out}"
+    assert code == 0, f"{r['verdict']}\n{out}"
     # each claimed entry shows: either its first output came only after the 2 s claim (latency),
     # or the dead consumer had emitted it before dying and it comes again (a QoS 1 duplicate)
     assert r["latency_ms"]["max"] >= 1000 or r["duplicates"] > 0, (r["latency_ms"], log[-800:])
