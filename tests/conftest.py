@@ -7,13 +7,11 @@ may pause, kill and restart it. A missing binary fails under ``CI=true`` and ski
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import gevent.monkey
 import pytest
 from _support import require_tool
 
@@ -24,22 +22,6 @@ from catga_bench.processes.brokers import BrokerProcess
 # tested by tests/unit/test_report.py, and the clean gate (tests/_support.run_gates) writes all
 # three files, which tests/chaos/test_gate_embedded.py checks.
 os.environ.setdefault("CATGA_REPORT_FORMATS", "json,md")
-
-
-class _UnpatchedSelectorPolicy(asyncio.DefaultEventLoopPolicy):
-    """asyncio loops (``asyncio.run``) on the standard library's selector, as the harness's own
-    loop thread does (harness/bridge.py): the first test that imports Locust monkey-patches this
-    process with gevent, and an asyncio loop on gevent's ``selectors`` module waits in gevent's
-    hub, which a blocking call in the test (a broker's restart, time.sleep patched to a gevent
-    sleep) runs underneath it: the Redis-restart discovery test hung there for its 300 s
-    timeout in 2 of 5 CI runs."""
-
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        selector = gevent.monkey.get_original("selectors", "DefaultSelector")
-        return asyncio.SelectorEventLoop(selector())
-
-
-asyncio.set_event_loop_policy(_UnpatchedSelectorPolicy())
 
 
 def _broker(kind: str, binary: str) -> Iterator[BrokerProcess]:
