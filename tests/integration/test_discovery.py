@@ -25,8 +25,26 @@ from core.transport.base import BrokerUnavailable
 TTL_S = 1.0
 
 
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
+def _loop() -> asyncio.AbstractEventLoop:
+    """An asyncio loop on the standard library's selector, whatever gevent has patched.
+
+    Discovery runs in processes without gevent (``catga-bench serve``) or on the harness's
+    uvloop thread; in this test process, the first test that imports Locust monkey-patches
+    ``selectors``, and a loop on gevent's selector, with the test's blocking broker restart
+    running gevent's hub under it, hung for pytest-timeout's 300 s in 2 of 5 CI runs (the Redis
+    restart test: three failed heartbeats logged, then nothing). Nothing here uses a thread
+    executor (numeric addresses, no getaddrinfo), which such a loop could not run behind Locust's
+    patched threading."""
+    import gevent.monkey
+
+    return asyncio.SelectorEventLoop(gevent.monkey.get_original("selectors", "DefaultSelector")())
+
+
+def run(coro: Awaitable[Any], timeout_s: float = 120.0) -> Any:
+    """Run ``coro`` on :func:`_loop`, bounded: pytest-timeout's SIGALRM is delivered through
+    gevent's hub once Locust has patched ``signal``, and this loop never runs that hub."""
+    with asyncio.Runner(loop_factory=_loop) as runner:
+        return runner.run(asyncio.wait_for(coro, timeout_s))
 
 
 def node(node_id: str, load: float = 0.0, zone: str = "") -> NodeInfo:
