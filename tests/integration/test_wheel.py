@@ -115,9 +115,9 @@ def test_the_installed_wheel_gates_a_release_outside_the_checkout(
     case_report = gate_dir / "service_time-embedded" / "report.json"
     # the case's own verdict, unwrapped (the gate's table wraps it), in a str: pytest shortens
     # a tuple's repr to 240 characters, and the rerun filter reads the message
-    verdict = _report(case_report)["verdict"] if case_report.exists() else "no report"
-    assert proc.returncode == 0, f"{verdict}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    report = _report(case_report)
+    report = _report(case_report) if case_report.exists() else {"verdict": "no report"}
+    assert proc.returncode == 0, (
+        f"{report['verdict']}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     assert report["passed"] is True and report["scenario"] == "service_time"
 
     out = _ok(_run([bench, "dashboards", "build", "--check"], work, user_env, 60))
