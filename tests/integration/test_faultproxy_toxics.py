@@ -280,9 +280,13 @@ def test_toxicity_zero_never_one_always_and_drawn_per_connection() -> None:
         await b.remove("latency_downstream")
 
         await b.toxic("latency", toxicity=0.5, latency=60)
-        half = await asyncio.gather(*(rtts(b, 2) for _ in range(16)))
+        half = await asyncio.gather(*(rtts(b, 4) for _ in range(16)))
+        # a toxic connection is never faster than its 60 ms; an untoxic one may be slowed once
+        # by a host stall (CI: one stall of ~160 ms hit every connection's first round). Drawn
+        # per message instead, a connection would mix fast and slow rounds: all 16 pass the
+        # check below with probability (6/16)^16, about 1e-7
         slow = [all(r >= 0.058 for r in conn) for conn in half]
-        fast = [all(r < 0.04 for r in conn) for conn in half]
+        fast = [sum(r >= 0.058 for r in conn) <= 1 for conn in half]
         assert all(s or f for s, f in zip(slow, fast, strict=True)), half  # per connection
         assert any(slow) and any(fast), half
 
