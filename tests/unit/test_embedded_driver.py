@@ -152,7 +152,10 @@ def test_block_loop_defect_shows_as_loop_lag() -> None:
     report = run.report()
     assert report["event_loop_lag_ms"]["max"] >= 150
     assert report["latency_ms"]["max"] >= 150  # messages due during the block waited too
-    failing = run.report(SLOTargets(p99_ms=None, max_error_ratio=None, max_loop_lag_p99_ms=1))
+    # the block starves the generator on the shared loop too: on a slow host its 1 s run fell
+    # > 5 % short once in CI (exit 3, "could not offer the load"); judged here: the lag target
+    failing = run.report(SLOTargets(p99_ms=None, max_error_ratio=None, max_loop_lag_p99_ms=1,
+                                    max_generator_shortfall=0.9))
     assert failing["exit_code"] == 1
     assert [r["name"] for r in failing["slo"] if not r["passed"]] == ["loop_lag_p99"]
 
